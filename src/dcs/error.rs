@@ -1,0 +1,299 @@
+//! Typed DCS API errors a controller can act on, and the lenient error-body parser.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What the API said about a failed request, as far as its body and headers tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// Parses an error body the way the official Python SDK does: `error_code` +
+    /// `error_msg`, else `errorCode` + `errorMsg`, else `code` + `message`, else the
+    /// same keys one level down (`{"error": {"code": …}}`). When nothing matches the
+    /// code is the HTTP status and the message the body text (cut short).
+    pub fn from_body(status: u16, body: &[u8], request_id_header: Option<String>) -> Self {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let from_json = parsed.as_ref().and_then(|value| {
+            find_code_and_message(value)
+                .or_else(|| value.as_object()?.values().find_map(find_code_and_message))
+        });
+        let body_request_id = parsed
+            .as_ref()
+            .and_then(|value| value.get("request_id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let (error_code, error_msg) = match from_json {
+            Some((code, message)) => (Some(code), message),
+            None => {
+                let text = String::from_utf8_lossy(body);
+                let text = truncate(text.trim(), 512);
+                (Some(status.to_string()), (!text.is_empty()).then_some(text))
+            }
+        };
+        ApiError {
+            status,
+            error_code,
+            error_msg,
+            request_id: request_id_header.or(body_request_id),
+        }
+    }
+
+    /// `code: message (request id …)` for people.
+    pub fn describe(&self) -> String {
+        let mut text = format!("HTTP {}", self.status);
+        if let Some(code) = &self.error_code {
+            text.push_str(&format!(" {code}"));
+        }
+        if let Some(message) = &self.error_msg {
+            text.push_str(&format!(": {message}"));
+        }
+        if let Some(request_id) = &self.request_id {
+            text.push_str(&format!(" (request id {request_id})"));
+        }
+        text
+    }
+
+    pub fn code_is(&self, codes: &[&str]) -> bool {
+        self.error_code
+            .as_deref()
+            .is_some_and(|code| codes.iter().any(|c| c.eq_ignore_ascii_case(code)))
+    }
+}
+
+fn find_code_and_message(value: &Value) -> Option<(String, Option<String>)> {
+    let object = value.as_object()?;
+    for (code_key, message_key) in [
+        ("error_code", "error_msg"),
+        ("errorCode", "errorMsg"),
+        ("code", "message"),
+    ] {
+        if let Some(code) = object.get(code_key).and_then(scalar_text) {
+            let message = object.get(message_key).and_then(scalar_text);
+            return Some((code, message));
+        }
+    }
+    None
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(truncate(text, 1024)),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The codes that mean "this instance does not exist" (as opposed to a wrong URL).
+pub const INSTANCE_NOT_FOUND_CODES: &[&str] = &["DCS.3022", "111404022"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DcsError {
+    #[error("not found: {}", .0.describe())]
+    NotFound(ApiError),
+    #[error("authentication failed: {}", .0.describe())]
+    Unauthorized(ApiError),
+    #[error("permission denied: {}", .0.describe())]
+    Forbidden(ApiError),
+    #[error("throttled by the API gateway{}: {}", retry_after_text(.retry_after), .api.describe())]
+    Throttled {
+        retry_after: Option<Duration>,
+        api: ApiError,
+    },
+    #[error("DCS service error: {}", .0.describe())]
+    Server(ApiError),
+    #[error("request refused: {}", .0.describe())]
+    Client(ApiError),
+    #[error("could not reach DCS: {message}")]
+    Transport { message: String, timeout: bool },
+    #[error("could not decode the DCS answer: {message}")]
+    Decode {
+        message: String,
+        request_id: Option<String>,
+    },
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|after| format!(" (retry after {}s)", after.as_secs()))
+        .unwrap_or_default()
+}
+
+impl DcsError {
+    /// Classifies a non-success HTTP answer.
+    pub fn from_response(api: ApiError, retry_after: Option<Duration>) -> Self {
+        match api.status {
+            401 => DcsError::Unauthorized(api),
+            403 => DcsError::Forbidden(api),
+            404 => DcsError::NotFound(api),
+            429 => DcsError::Throttled { retry_after, api },
+            500..=599 => DcsError::Server(api),
+            _ => DcsError::Client(api),
+        }
+    }
+
+    /// A short, bounded, PascalCase label for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DcsError::NotFound(api) if api.code_is(INSTANCE_NOT_FOUND_CODES) => "InstanceNotFound",
+            DcsError::NotFound(_) => "EndpointNotFound",
+            DcsError::Unauthorized(_) => "Unauthorized",
+            DcsError::Forbidden(_) => "Forbidden",
+            DcsError::Throttled { .. } => "Throttled",
+            DcsError::Server(_) | DcsError::Transport { .. } => "DcsUnavailable",
+            DcsError::Client(_) => "RequestRefused",
+            DcsError::Decode { .. } => "DecodeError",
+        }
+    }
+
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            DcsError::NotFound(api)
+            | DcsError::Unauthorized(api)
+            | DcsError::Forbidden(api)
+            | DcsError::Server(api)
+            | DcsError::Client(api)
+            | DcsError::Throttled { api, .. } => Some(api),
+            DcsError::Transport { .. } | DcsError::Decode { .. } => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            DcsError::Decode { request_id, .. } => request_id.as_deref(),
+            other => other.api().and_then(|api| api.request_id.as_deref()),
+        }
+    }
+
+    /// True for a 404 whose code says the instance itself does not exist.
+    pub fn is_instance_not_found(&self) -> bool {
+        matches!(self, DcsError::NotFound(api) if api.code_is(INSTANCE_NOT_FOUND_CODES))
+    }
+
+    /// Worth retrying later with the same request (as opposed to a configuration problem).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DcsError::Throttled { .. }
+                | DcsError::Server(_)
+                | DcsError::Transport { .. }
+                | DcsError::Decode { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let dcs = ApiError::from_body(
+            404,
+            br#"{"error_code":"DCS.3022","error_msg":"gone"}"#,
+            None,
+        );
+        assert_eq!(dcs.error_code.as_deref(), Some("DCS.3022"));
+        assert_eq!(dcs.error_msg.as_deref(), Some("gone"));
+        let apig = ApiError::from_body(
+            401,
+            br#"{"error_code":"APIG.0301","error_msg":"bad","request_id":"r-1"}"#,
+            None,
+        );
+        assert_eq!(apig.request_id.as_deref(), Some("r-1"));
+        let header_wins = ApiError::from_body(
+            401,
+            br#"{"error_code":"APIG.0301","request_id":"body"}"#,
+            Some("header".into()),
+        );
+        assert_eq!(header_wins.request_id.as_deref(), Some("header"));
+        let camel = ApiError::from_body(400, br#"{"errorCode":"X","errorMsg":"y"}"#, None);
+        assert_eq!(
+            (camel.error_code.as_deref(), camel.error_msg.as_deref()),
+            (Some("X"), Some("y"))
+        );
+        let plain = ApiError::from_body(400, br#"{"code":123,"message":"m"}"#, None);
+        assert_eq!(plain.error_code.as_deref(), Some("123"));
+        let nested = ApiError::from_body(500, br#"{"error":{"code":"E","message":"deep"}}"#, None);
+        assert_eq!(
+            (nested.error_code.as_deref(), nested.error_msg.as_deref()),
+            (Some("E"), Some("deep"))
+        );
+    }
+
+    #[test]
+    fn unparseable_bodies_fall_back_to_status_and_text() {
+        let html = ApiError::from_body(502, b"<html>Bad Gateway</html>", None);
+        assert_eq!(html.error_code.as_deref(), Some("502"));
+        assert_eq!(html.error_msg.as_deref(), Some("<html>Bad Gateway</html>"));
+        let empty = ApiError::from_body(503, b"", None);
+        assert_eq!(empty.error_msg, None);
+        let long = ApiError::from_body(500, "x".repeat(10_000).as_bytes(), None);
+        assert!(long.error_msg.unwrap().chars().count() <= 513);
+    }
+
+    #[test]
+    fn classification_and_reasons() {
+        let api = |status: u16, code: &str| ApiError {
+            status,
+            error_code: Some(code.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            DcsError::from_response(
+                ApiError {
+                    status: 404,
+                    ..Default::default()
+                },
+                None
+            )
+            .reason(),
+            "EndpointNotFound"
+        );
+        assert_eq!(
+            DcsError::from_response(api(404, "DCS.3022"), None).reason(),
+            "InstanceNotFound"
+        );
+        assert_eq!(
+            DcsError::from_response(api(404, "111404022"), None).reason(),
+            "InstanceNotFound"
+        );
+        assert_eq!(
+            DcsError::from_response(api(404, "APIGW.0101"), None).reason(),
+            "EndpointNotFound"
+        );
+        assert_eq!(
+            DcsError::from_response(api(401, "APIG.0301"), None).reason(),
+            "Unauthorized"
+        );
+        assert_eq!(
+            DcsError::from_response(api(403, "DCS.2003"), None).reason(),
+            "Forbidden"
+        );
+        let throttled =
+            DcsError::from_response(api(429, "APIG.0308"), Some(Duration::from_secs(3)));
+        assert_eq!(throttled.reason(), "Throttled");
+        assert!(throttled.to_string().contains("retry after 3s"));
+        assert_eq!(
+            DcsError::from_response(api(503, "x"), None).reason(),
+            "DcsUnavailable"
+        );
+        assert_eq!(
+            DcsError::from_response(api(400, "111400002"), None).reason(),
+            "RequestRefused"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything that talks to the Huawei Cloud DCS API, or pretends to be it.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod model;
+pub mod signer;
+
+pub use client::{ClientConfig, DcsClient, Endpoint};
+pub use credentials::{Credentials, SecretString};
+pub use error::{ApiError, DcsError};
+pub use model::{DcsStatus, Instance, InstanceList, StatusClass};

@@ -1,0 +1,5 @@
+//! dcs-operator: a Kubernetes operator for Huawei Cloud Distributed Cache Service instances.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod dcs;
