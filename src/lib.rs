@@ -1,6 +1,8 @@
 //! dcs-operator: a Kubernetes operator for Huawei Cloud Distributed Cache Service instances.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod dcs;
 pub mod duration;
+pub mod query;

@@ -158,3 +158,104 @@ mod tests {
         assert!(!base.fingerprint().contains("SK"));
     }
 }
+
+/// The environment variables the official SDKs read, plus one for an IAM token.
+pub const ENV_ACCESS_KEY: &str = "HUAWEICLOUD_SDK_AK";
+pub const ENV_SECRET_KEY: &str = "HUAWEICLOUD_SDK_SK";
+pub const ENV_SECURITY_TOKEN: &str = "HUAWEICLOUD_SDK_SECURITY_TOKEN";
+pub const ENV_AUTH_TOKEN: &str = "HUAWEICLOUD_AUTH_TOKEN";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(
+        "no credentials: set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (and {ENV_SECURITY_TOKEN} for temporary keys), or {ENV_AUTH_TOKEN}"
+    )]
+    Missing,
+    #[error("{present} is set but {missing} is not")]
+    Incomplete {
+        present: &'static str,
+        missing: &'static str,
+    },
+}
+
+impl Credentials {
+    /// Reads credentials through `get` (the process environment in production).
+    /// AK/SK wins over a token when both are present, as the SDK prefers signing.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialsError> {
+        let read = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        match (read(ENV_ACCESS_KEY), read(ENV_SECRET_KEY)) {
+            (Some(ak), Some(sk)) => Ok(Credentials::access_key(
+                ak,
+                sk,
+                read(ENV_SECURITY_TOKEN).map(SecretString::new),
+            )),
+            (Some(_), None) => Err(CredentialsError::Incomplete {
+                present: ENV_ACCESS_KEY,
+                missing: ENV_SECRET_KEY,
+            }),
+            (None, Some(_)) => Err(CredentialsError::Incomplete {
+                present: ENV_SECRET_KEY,
+                missing: ENV_ACCESS_KEY,
+            }),
+            (None, None) => read(ENV_AUTH_TOKEN)
+                .map(|token| Credentials::Token(SecretString::new(token)))
+                .ok_or(CredentialsError::Missing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn reads_sdk_variables() {
+        let creds =
+            Credentials::from_env(env(&[(ENV_ACCESS_KEY, "AK"), (ENV_SECRET_KEY, "SK")])).unwrap();
+        assert_eq!(creds.access_key_id(), Some("AK"));
+        let temp = Credentials::from_env(env(&[
+            (ENV_ACCESS_KEY, "AK"),
+            (ENV_SECRET_KEY, "SK"),
+            (ENV_SECURITY_TOKEN, "T"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            temp,
+            Credentials::AccessKey {
+                security_token: Some(_),
+                ..
+            }
+        ));
+        let token = Credentials::from_env(env(&[(ENV_AUTH_TOKEN, "tok")])).unwrap();
+        assert!(matches!(token, Credentials::Token(_)));
+        assert_eq!(
+            Credentials::from_env(env(&[])),
+            Err(CredentialsError::Missing)
+        );
+        assert!(matches!(
+            Credentials::from_env(env(&[(ENV_ACCESS_KEY, "AK")])),
+            Err(CredentialsError::Incomplete { .. })
+        ));
+        assert_eq!(
+            Credentials::from_env(env(&[(ENV_ACCESS_KEY, " "), (ENV_SECRET_KEY, "")])),
+            Err(CredentialsError::Missing)
+        );
+    }
+}

@@ -7,6 +7,6 @@ pub mod model;
 pub mod signer;
 
 pub use client::{ClientConfig, DcsClient, Endpoint};
-pub use credentials::{Credentials, SecretString};
+pub use credentials::{Credentials, CredentialsError, SecretString};
 pub use error::{ApiError, DcsError};
 pub use model::{DcsStatus, Instance, InstanceList, StatusClass};

@@ -1,0 +1,107 @@
+//! The command line: `run`, `crd`, `simulate` and `query`, with their flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dcs-operator",
+    version,
+    about = "Kubernetes operator for Huawei Cloud Distributed Cache Service (DCS) instances"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct LoggingArgs {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DCS_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax (RUST_LOG itself wins when set).
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "DCS_OPERATOR_LOG_LEVEL"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Query one DCS instance and print what the API says about it: the first thing to
+    /// run to check credentials. Credentials come from HUAWEICLOUD_SDK_AK,
+    /// HUAWEICLOUD_SDK_SK and HUAWEICLOUD_SDK_SECURITY_TOKEN, or HUAWEICLOUD_AUTH_TOKEN.
+    Query(QueryArgs),
+    /// Serve a DCS API simulator on loopback for tests, demos and SDK checks.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["region", "endpoint"])))]
+pub struct QueryArgs {
+    /// Region, e.g. cn-north-4; the endpoint is https://dcs.REGION.myhuaweicloud.com.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Full endpoint URL instead of a region (another partition or a simulator).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Project ID (32 hex characters) of the region.
+    #[arg(long, env = "HUAWEICLOUD_SDK_PROJECT_ID")]
+    pub project_id: String,
+    /// The DCS instance ID.
+    #[arg(long)]
+    pub instance_id: String,
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+    /// Extra trusted CA certificates (PEM) for an endpoint behind a private CA.
+    #[arg(long)]
+    pub dcs_ca_file: Option<PathBuf>,
+    /// Give up on a request after this long (h, m, s units).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Instances to serve, YAML or JSON (see examples/sim-instances.yaml).
+    #[arg(long)]
+    pub instances: Option<PathBuf>,
+    /// The access key the simulator accepts (default printed at start-up).
+    #[arg(long, env = "DCS_SIM_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// The secret key that goes with --access-key.
+    #[arg(long, env = "DCS_SIM_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Accept this X-Auth-Token instead of AK/SK signatures.
+    #[arg(long, env = "DCS_SIM_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Answer 429 APIG.0308 above this many requests a second per credential.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+}
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
