@@ -45,6 +45,8 @@ pub enum Command {
     /// run to check credentials. Credentials come from HUAWEICLOUD_SDK_AK,
     /// HUAWEICLOUD_SDK_SK and HUAWEICLOUD_SDK_SECURITY_TOKEN, or HUAWEICLOUD_AUTH_TOKEN.
     Query(QueryArgs),
+    /// Print the DcsInstance CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
     /// Serve a DCS API simulator on loopback for tests, demos and SDK checks.
     Simulate(SimulateArgs),
 }

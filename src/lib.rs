@@ -3,6 +3,9 @@
 
 pub mod cli;
 pub mod clock;
+pub mod crd;
 pub mod dcs;
 pub mod duration;
+pub mod plan;
 pub mod query;
+pub mod secret;

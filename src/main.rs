@@ -32,6 +32,10 @@ async fn main() -> anyhow::Result<()> {
             .await;
             std::process::exit(code);
         }
+        Command::Crd => {
+            print!("{}", dcs_operator::crd::crd_yaml()?);
+            Ok(())
+        }
         Command::Simulate(_args) => todo!(),
     }
 }

@@ -1,0 +1,521 @@
+//! PURE: (resource, DCS answer or error, now) -> desired status, Secret and next poll.
+//! No I/O here; every decision about conditions, retention and polling is made
+//! in this module and tested exhaustively.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::crd::{Binding, Condition, DcsInstanceStatus};
+use crate::dcs::DcsError;
+use crate::dcs::model::{DcsStatus, Instance, StatusClass, fault_description};
+use crate::secret::{self, ConnectionDetails, Owner};
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+/// Transitional states are polled this often, whatever the poll interval.
+pub const TRANSITIONAL_POLL: Duration = Duration::from_secs(10);
+/// Failed authentication is retried at most this often per access key: five failed
+/// signatures lock the key at the gateway.
+pub const AUTH_RETRY: Duration = Duration::from_secs(300);
+/// First retry after a failure; doubles up to the poll interval.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_MESSAGE: usize = 1024;
+
+/// One attempt to observe an instance, as kept in the observation store.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// When the answer (or error) came back.
+    pub at: DateTime<Utc>,
+    pub result: Result<Arc<Instance>, DcsError>,
+    /// Failed attempts in a row, this one included (0 after a success).
+    pub consecutive_failures: u32,
+}
+
+/// Problems found before or after talking to DCS, outside the observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The spec cannot be acted on; the message names the field.
+    InvalidSpec(String),
+    /// No usable credentials for this DcsInstance.
+    CredentialsNotFound(String),
+    /// The password Secret or key is missing.
+    PasswordSecretNotFound(String),
+    /// The connection Secret exists and belongs to someone else.
+    SecretConflict(String),
+}
+
+impl Problem {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Problem::InvalidSpec(_) => "InvalidSpec",
+            Problem::CredentialsNotFound(_) => "CredentialsNotFound",
+            Problem::PasswordSecretNotFound(_) => "PasswordSecretNotFound",
+            Problem::SecretConflict(_) => "SecretConflict",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Problem::InvalidSpec(m)
+            | Problem::CredentialsNotFound(m)
+            | Problem::PasswordSecretNotFound(m)
+            | Problem::SecretConflict(m) => m,
+        }
+    }
+}
+
+/// Everything the plan depends on.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    pub namespace: &'a str,
+    pub owner: &'a Owner,
+    pub generation: Option<i64>,
+    /// The status as stored now (the last known good values live here).
+    pub current: Option<&'a DcsInstanceStatus>,
+    pub observation: Option<&'a Observation>,
+    pub problems: &'a [Problem],
+    pub connection_secret_name: &'a str,
+    pub password: Option<&'a str>,
+    pub poll_interval: Duration,
+    pub now: DateTime<Utc>,
+}
+
+/// What reconcile should make true.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub status: DcsInstanceStatus,
+    /// The connection Secret to write, when there is something right to write.
+    pub secret: Option<Secret>,
+    /// When to look again; None waits for a change of the resource.
+    pub requeue_after: Option<Duration>,
+}
+
+/// A stable per-object jitter of 0-10 % of the poll interval, so objects created
+/// together do not poll together, and one object's due time never drifts.
+pub fn jitter(poll_interval: Duration, uid: &str) -> Duration {
+    let hash = uid.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    poll_interval.mul_f64((hash % 1000) as f64 / 10_000.0)
+}
+
+/// How long after an observation the next one is due.
+pub fn poll_delay(observation: &Observation, poll_interval: Duration, uid: &str) -> Duration {
+    match &observation.result {
+        Ok(instance) => match instance.status().map(|s| s.class()) {
+            Some(StatusClass::Transitional | StatusClass::Unknown) | None => TRANSITIONAL_POLL,
+            Some(StatusClass::Ready | StatusClass::Degraded | StatusClass::Failed) => {
+                poll_interval + jitter(poll_interval, uid)
+            }
+        },
+        Err(error) if error.is_instance_not_found() => poll_interval + jitter(poll_interval, uid),
+        Err(DcsError::Unauthorized(_) | DcsError::Forbidden(_)) => AUTH_RETRY,
+        Err(error) => {
+            let exponent = observation.consecutive_failures.saturating_sub(1).min(16);
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << exponent)
+                .min(poll_interval.max(FIRST_BACKOFF));
+            match error {
+                DcsError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                } => backoff.max(*after),
+                _ => backoff,
+            }
+        }
+    }
+}
+
+/// When the next observation is due.
+pub fn next_poll_at(
+    observation: &Observation,
+    poll_interval: Duration,
+    uid: &str,
+) -> DateTime<Utc> {
+    observation.at
+        + TimeDelta::from_std(poll_delay(observation, poll_interval, uid)).unwrap_or(TimeDelta::MAX)
+}
+
+/// `2Gi`, `128Mi`, or plain bytes when nothing divides evenly.
+pub fn quantity(bytes: u64) -> String {
+    for (suffix, unit) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+fn condition(
+    current: Option<&DcsInstanceStatus>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    // The time moves only when the status flips; a new reason or message alone does not.
+    let last_transition_time = match previous {
+        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+        _ => now.to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: truncate(message),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// A sentence about an observation error that stays the same from one failed poll
+/// to the next (no request ids, no retry times), so failures do not churn status.
+pub fn error_message(error: &DcsError) -> String {
+    let code = |e: &DcsError| {
+        e.api()
+            .and_then(|api| api.error_code.clone())
+            .map(|code| format!(" ({code})"))
+            .unwrap_or_default()
+    };
+    let detail = |e: &DcsError| {
+        e.api()
+            .and_then(|api| api.error_msg.clone())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    };
+    match error {
+        e if e.is_instance_not_found() => format!(
+            "DCS says this instance does not exist{}; check spec.instanceId, spec.projectId and the region",
+            code(e)
+        ),
+        DcsError::NotFound(_) => format!(
+            "The DCS endpoint answered 404{}{}: the endpoint or region is probably wrong",
+            code(error),
+            detail(error)
+        ),
+        DcsError::Unauthorized(_) => format!(
+            "DCS refused the credentials{}{}; check the access key and secret key (retried at most every 5 minutes: five failures lock the key)",
+            code(error),
+            detail(error)
+        ),
+        DcsError::Forbidden(_) => format!(
+            "The credentials may not read this instance{}{}; check the IAM policy",
+            code(error),
+            detail(error)
+        ),
+        DcsError::Throttled { .. } => {
+            format!("DCS is throttling requests{}; retrying later", code(error))
+        }
+        DcsError::Server(api) => format!(
+            "DCS is unavailable (HTTP {}{}); the last known values are kept",
+            api.status,
+            code(error)
+        ),
+        DcsError::Client(_) => format!("DCS refused the request{}{}", code(error), detail(error)),
+        DcsError::Transport { timeout: true, .. } => {
+            "DCS did not answer in time; the last known values are kept".to_string()
+        }
+        DcsError::Transport { message, .. } => {
+            format!("Could not reach DCS ({message}); the last known values are kept")
+        }
+        DcsError::Decode { message, .. } => {
+            format!(
+                "DCS sent an answer that could not be read ({message}); the last known values are kept"
+            )
+        }
+    }
+}
+
+/// The instance facts that status mirrors, from a successful answer. Addresses
+/// and port missing from an answer keep their last known values: an answer
+/// without an endpoint never erases a good one.
+fn observed_fields(instance: &Instance, previous: Option<&DcsInstanceStatus>) -> DcsInstanceStatus {
+    let addresses = instance.addresses();
+    let (ip, addresses) = if addresses.is_empty() {
+        (
+            previous.and_then(|p| p.ip.clone()),
+            previous.and_then(|p| p.addresses.clone()),
+        )
+    } else {
+        (instance.ip.clone(), Some(addresses))
+    };
+    let port = instance
+        .port
+        .filter(|port| (1..=65535).contains(port))
+        .or_else(|| previous.and_then(|p| p.port));
+    let error_code = instance
+        .error_code
+        .clone()
+        .filter(|code| !code.trim().is_empty());
+    let error_message = error_code.as_ref().map(|code| {
+        fault_description(code)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!("DCS reported fault code {code}, which is not in the documented table")
+            })
+    });
+    let zones = instance.available_zones();
+    DcsInstanceStatus {
+        name: instance.name.clone(),
+        engine: instance.engine.clone(),
+        engine_version: instance.engine_version.clone(),
+        ip,
+        port,
+        addresses,
+        status: instance.status.clone(),
+        capacity: instance.capacity_bytes().map(quantity),
+        max_memory: instance.max_memory_bytes().filter(|b| *b > 0).map(quantity),
+        error_code,
+        error_message,
+        resource_spec_code: instance.spec_code().map(str::to_string),
+        available_zones: (!zones.is_empty()).then_some(zones),
+        ..DcsInstanceStatus::default()
+    }
+}
+
+/// The mirrored facts of a status, without conditions and bookkeeping.
+fn facts_of(status: &DcsInstanceStatus) -> DcsInstanceStatus {
+    DcsInstanceStatus {
+        connection_secret_name: None,
+        binding: None,
+        observed_generation: None,
+        conditions: Vec::new(),
+        ..status.clone()
+    }
+}
+
+fn connection_details(
+    facts: &DcsInstanceStatus,
+    password: Option<&str>,
+) -> Option<ConnectionDetails> {
+    let addresses = facts.addresses.clone().filter(|a| !a.is_empty())?;
+    Some(ConnectionDetails {
+        engine: facts.engine.clone().unwrap_or_else(|| "Redis".to_string()),
+        engine_version: facts.engine_version.clone(),
+        addresses,
+        port: facts.port?,
+        password: password.map(str::to_string),
+    })
+}
+
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let current = input.current;
+    let observed_before = current.is_some_and(|s| s.status.is_some());
+    let invalid = input
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::InvalidSpec(_)));
+    let credentials = input
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::CredentialsNotFound(_)));
+    let ready_blocker = input.problems.iter().find(|p| {
+        matches!(
+            p,
+            Problem::PasswordSecretNotFound(_) | Problem::SecretConflict(_)
+        )
+    });
+    let conflict = input
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::SecretConflict(_)));
+
+    // What the latest attempt tells, if it is usable.
+    let (success, failure) = match (invalid.or(credentials), input.observation) {
+        (Some(_), _) | (None, None) => (None, None),
+        (None, Some(observation)) => match &observation.result {
+            Ok(instance) => (Some(instance.as_ref()), None),
+            Err(error) => (None, Some(error)),
+        },
+    };
+    let not_found = failure.is_some_and(DcsError::is_instance_not_found);
+
+    let mut status = match success {
+        Some(instance) => observed_fields(instance, current),
+        None => current.map(facts_of).unwrap_or_default(),
+    };
+
+    // The Secret: only from a successful observation with a full endpoint, never on
+    // a problem that makes its content uncertain.
+    let details = connection_details(&status, input.password);
+    let secret_wanted = invalid.is_none() && ready_blocker.is_none() && !not_found;
+    let secret = match (&details, secret_wanted, success.is_some()) {
+        (Some(details), true, true) => Some(secret::connection_secret(
+            input.namespace,
+            input.connection_secret_name,
+            input.owner,
+            details,
+        )),
+        _ => None,
+    };
+    let secret_in_place = !conflict
+        && invalid.is_none()
+        && (secret.is_some()
+            || current.is_some_and(|s| {
+                s.connection_secret_name.as_deref() == Some(input.connection_secret_name)
+            }));
+    if secret_in_place {
+        status.connection_secret_name = Some(input.connection_secret_name.to_string());
+        status.binding = Some(Binding {
+            name: input.connection_secret_name.to_string(),
+        });
+    }
+
+    // Synced: did the last observation work?
+    let (synced_ok, synced_reason, synced_message) =
+        match (invalid.or(credentials), success, failure) {
+            (Some(problem), _, _) => (false, problem.reason(), problem.message().to_string()),
+            (None, Some(_), _) => (true, "Observed", "The DCS API answered".to_string()),
+            (None, None, Some(error)) if error.is_instance_not_found() => {
+                (true, "Observed", "The DCS API answered".to_string())
+            }
+            (None, None, Some(error)) => (false, error.reason(), error_message(error)),
+            (None, None, None) => (
+                false,
+                "Pending",
+                "Waiting for the first observation".to_string(),
+            ),
+        };
+
+    // Ready: what is true of the instance and its Secret.
+    let dcs_status = status.status.as_deref().map(DcsStatus::parse);
+    let ready = if let Some(problem) = invalid.or(ready_blocker) {
+        Some((
+            false,
+            problem.reason().to_string(),
+            problem.message().to_string(),
+        ))
+    } else if let Some(error) = failure.filter(|e| e.is_instance_not_found()) {
+        Some((false, "InstanceNotFound".to_string(), error_message(error)))
+    } else if success.is_some() {
+        Some(ready_from_status(
+            dcs_status.as_ref(),
+            &status,
+            secret.is_some() || secret_in_place,
+        ))
+    } else if observed_before {
+        // An observation problem never flips Ready by itself once the instance has
+        // been seen: a DCS outage must not turn every dashboard red.
+        None
+    } else {
+        Some((false, synced_reason.to_string(), synced_message.clone()))
+    };
+
+    let mut conditions = Vec::new();
+    match ready {
+        Some((ok, reason, message)) => conditions.push(condition(
+            current,
+            READY,
+            ok,
+            &reason,
+            &message,
+            input.generation,
+            input.now,
+        )),
+        None => {
+            if let Some(previous) =
+                current.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+            {
+                conditions.push(previous.clone());
+            }
+        }
+    }
+    conditions.push(condition(
+        current,
+        SYNCED,
+        synced_ok,
+        synced_reason,
+        &synced_message,
+        input.generation,
+        input.now,
+    ));
+    status.conditions = conditions;
+    status.observed_generation = input.generation;
+
+    let requeue_after = if invalid.is_some() {
+        None
+    } else {
+        let due = match input.observation {
+            Some(observation) if credentials.is_none() => {
+                next_poll_at(observation, input.poll_interval, &input.owner.uid)
+            }
+            _ => input.now + TimeDelta::from_std(input.poll_interval).unwrap_or(TimeDelta::MAX),
+        };
+        Some(
+            (due - input.now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_secs(1)),
+        )
+    };
+
+    Plan {
+        status,
+        secret,
+        requeue_after,
+    }
+}
+
+fn ready_from_status(
+    dcs_status: Option<&DcsStatus>,
+    facts: &DcsInstanceStatus,
+    secret_written: bool,
+) -> (bool, String, String) {
+    let endpoint = match (&facts.ip, facts.port) {
+        (Some(ip), Some(port)) => format!("{ip}:{port}"),
+        _ => "an unknown address".to_string(),
+    };
+    match dcs_status {
+        Some(DcsStatus::Running) if secret_written => (
+            true,
+            "Running".into(),
+            format!("The instance is RUNNING at {endpoint} and the connection Secret is written"),
+        ),
+        Some(DcsStatus::Running) => (
+            false,
+            "Running".into(),
+            "The instance is RUNNING but DCS gave no address or port yet; the connection Secret is not written".into(),
+        ),
+        Some(status) => {
+            let mut message = match status.class() {
+                StatusClass::Transitional => format!("The instance is {status}; waiting for RUNNING"),
+                StatusClass::Degraded => format!("The instance is {status} and not serving traffic"),
+                StatusClass::Failed => format!("Creating the instance failed ({status}); it will not become RUNNING: delete it in DCS and create it again"),
+                StatusClass::Unknown => format!("DCS reports status {status:?}, which this operator does not know"),
+                StatusClass::Ready => format!("The instance is {status}"),
+            };
+            if let (Some(code), Some(text)) = (&facts.error_code, &facts.error_message) {
+                message.push_str(&format!(": {code} {text}"));
+            }
+            (false, status.reason().to_string(), message)
+        }
+        None => (
+            false,
+            "UnknownStatus".into(),
+            "DCS reported no status for the instance".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
