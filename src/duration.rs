@@ -88,7 +88,9 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "30", "s", "1.5m", "-1s", "10ms", "1d", " 30s", "30S", "1h1m1s1s", "123456s"] {
+        for bad in [
+            "", "30", "s", "1.5m", "-1s", "10ms", "1d", " 30s", "30S", "1h1m1s1s", "123456s",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
