@@ -55,9 +55,9 @@ fn not_found(project_id: &str, instance_id: &str) -> Response {
     )
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the body is not valid JSON for this route: {e}")))
+        .map_err(|e| format!("the body is not valid JSON for this route: {e}"))
 }
 
 async fn list_instances(State(state): Shared) -> Response {
@@ -67,7 +67,7 @@ async fn list_instances(State(state): Shared) -> Response {
 async fn upsert_instance(State(state): Shared, body: Bytes) -> Response {
     let entry: Value = match parse_json(&body) {
         Ok(entry) => entry,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     match parse_entry(entry) {
         Ok(instance) => {
@@ -95,7 +95,7 @@ async fn update_instance(
 ) -> Response {
     let set: Map<String, Value> = match parse_json(&body) {
         Ok(set) => set,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     if state.update_instance(&project_id, &instance_id, set) {
         match state.instance(&project_id, &instance_id) {
@@ -125,7 +125,7 @@ async fn list_faults(State(state): Shared) -> Response {
 async fn inject_fault(State(state): Shared, body: Bytes) -> Response {
     let fault: Fault = match parse_json(&body) {
         Ok(fault) => fault,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     if let Err(error) = fault.validate() {
         return bad_request(error.to_string());
@@ -157,7 +157,7 @@ struct RateLimit {
 async fn set_rate_limit(State(state): Shared, body: Bytes) -> Response {
     let limit: RateLimit = match parse_json(&body) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     state.set_rate_limit(limit.per_second);
     reply(StatusCode::OK, json!({"per_second": limit.per_second}))
