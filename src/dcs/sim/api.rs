@@ -284,6 +284,14 @@ fn v1_item(mut fields: Map<String, Value>) -> Value {
     Value::Object(fields)
 }
 
+/// v1.0 list items carry the flavour under both names, as the real list does.
+fn v1_list_item(mut fields: Map<String, Value>) -> Value {
+    if let Some(code) = fields.get("resource_spec_code").cloned() {
+        fields.entry("spec_code").or_insert(code);
+    }
+    v1_item(fields)
+}
+
 /// The v2 answer: no v1.0-only fields, the flavour named `spec_code`; list items
 /// also lack `available_zones`.
 fn v2_item(mut fields: Map<String, Value>, list_item: bool) -> Value {
@@ -451,7 +459,7 @@ fn list(
             if v2 {
                 v2_item(fields, true)
             } else {
-                v1_item(fields)
+                v1_list_item(fields)
             }
         })
         .collect();
