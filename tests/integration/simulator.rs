@@ -539,7 +539,7 @@ async fn each_fault_kind_maps_to_its_error_class() {
         ..SimConfig::with_default_keys()
     };
     let client_config = ClientConfig {
-        timeout: Duration::from_millis(300),
+        timeout: Duration::from_millis(1000),
         ..ClientConfig::default()
     };
     let h = start_with(config, client_config).await;
@@ -574,7 +574,7 @@ async fn each_fault_kind_maps_to_its_error_class() {
         matches!(reset, DcsError::Transport { timeout: false, .. }),
         "{reset}"
     );
-    state.inject_fault(Fault::times(FaultKind::Latency { ms: 1500 }, 1));
+    state.inject_fault(Fault::times(FaultKind::Latency { ms: 3000 }, 1));
     let slow = show().await.unwrap_err();
     assert!(
         matches!(slow, DcsError::Transport { timeout: true, .. }),
