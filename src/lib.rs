@@ -9,3 +9,4 @@ pub mod duration;
 pub mod plan;
 pub mod query;
 pub mod secret;
+pub mod simulate;

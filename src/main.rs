@@ -36,6 +36,6 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", dcs_operator::crd::crd_yaml()?);
             Ok(())
         }
-        Command::Simulate(_args) => todo!(),
+        Command::Simulate(args) => dcs_operator::simulate::run(args).await,
     }
 }

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod error;
 pub mod model;
 pub mod signer;
+pub mod sim;
 
 pub use client::{ClientConfig, DcsClient, Endpoint};
 pub use credentials::{Credentials, CredentialsError, SecretString};

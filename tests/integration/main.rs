@@ -3,4 +3,6 @@
 mod crd;
 mod model;
 mod properties;
+mod query;
 mod signing;
+mod simulator;

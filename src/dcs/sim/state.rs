@@ -1,0 +1,627 @@
+//! The simulator's mutable world: instances and their scripted transitions, faults,
+//! counters, per-access-key lock-outs and throttling windows. No HTTP in here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Fault, FaultKind, SimConfig, SimInstance, Transition, api, file};
+use crate::clock::SharedClock;
+
+/// The gateway locks an access key after this many signature failures in a row…
+pub const LOCKOUT_AFTER_FAILURES: u32 = 5;
+/// …for this long.
+pub const LOCKOUT_DURATION: TimeDelta = TimeDelta::minutes(5);
+
+/// What the simulator has seen since start (or the last reset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Requests per route label: `show_v1`, `show_v2`, `list_v1`, `list_v2`, `unknown`.
+    pub requests: BTreeMap<String, u64>,
+    /// DCS-route responses per HTTP status.
+    pub responses: BTreeMap<u16, u64>,
+    pub auth_failures: u64,
+    pub lockouts: u64,
+    pub throttled: u64,
+    pub faults_injected: u64,
+}
+
+impl Counters {
+    fn zeroed() -> Self {
+        Self {
+            requests: api::ROUTE_LABELS
+                .iter()
+                .chain(std::iter::once(&api::UNKNOWN_ROUTE))
+                .map(|label| (label.to_string(), 0))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn requests_for(&self, label: &str) -> u64 {
+        self.requests.get(label).copied().unwrap_or(0)
+    }
+
+    pub fn responses_for(&self, status: u16) -> u64 {
+        self.responses.get(&status).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+struct StoredInstance {
+    fields: Map<String, Value>,
+    /// Not yet applied, sorted by `after`.
+    pending: Vec<Transition>,
+}
+
+impl StoredInstance {
+    /// Applies every transition whose time has come; each applies once.
+    fn catch_up(&mut self, elapsed: Duration) {
+        let due = self.pending.partition_point(|t| t.after <= elapsed);
+        for transition in self.pending.drain(..due) {
+            merge(&mut self.fields, transition.set);
+        }
+    }
+}
+
+fn merge(fields: &mut Map<String, Value>, set: Map<String, Value>) {
+    for (key, value) in set {
+        // The identity is the map key; a field update must not move the instance.
+        if key == "instance_id" || key == "project_id" {
+            continue;
+        }
+        fields.insert(key, value);
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyRecord {
+    consecutive_failures: u32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Keyed by (project_id, instance_id): iteration order is the list order.
+    instances: BTreeMap<(String, String), StoredInstance>,
+    faults: Vec<Fault>,
+    counters: Counters,
+    keys: HashMap<String, KeyRecord>,
+    rate_limit: Option<u32>,
+    /// Per throttling key: the clock second of the window and requests in it.
+    windows: HashMap<String, (i64, u32)>,
+}
+
+/// Shared by every request handler and by in-process callers (tests, demo mode).
+pub struct SimState {
+    clock: SharedClock,
+    started: DateTime<Utc>,
+    access_key: Option<(String, String)>,
+    auth_token: Option<String>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for SimState {
+    // Keeps the secret key and token out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimState")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an authenticated request may not proceed to DCS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    Allowed,
+    Refused { limit: u32, retry_after_secs: u64 },
+}
+
+impl SimState {
+    pub fn new(config: SimConfig, clock: SharedClock) -> Self {
+        let started = clock.now();
+        let state = Self {
+            clock,
+            started,
+            access_key: config.access_key,
+            auth_token: config.auth_token,
+            inner: Mutex::new(Inner {
+                instances: BTreeMap::new(),
+                faults: Vec::new(),
+                counters: Counters::zeroed(),
+                keys: HashMap::new(),
+                rate_limit: config.rate_limit_per_second,
+                windows: HashMap::new(),
+            }),
+        };
+        for instance in config.instances {
+            state.upsert_instance(instance);
+        }
+        state
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Simulated time since start; transitions are scheduled against it.
+    pub fn elapsed(&self) -> Duration {
+        (self.clock.now() - self.started)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Adds or replaces an instance (fields and script). One without an
+    /// `instance_id` cannot be addressed and is ignored.
+    pub fn upsert_instance(&self, instance: SimInstance) {
+        let Some(instance_id) = instance.instance_id().map(str::to_string) else {
+            tracing::warn!(project_id = %instance.project_id, "ignoring a simulated instance without instance_id");
+            return;
+        };
+        let mut pending = instance.transitions;
+        pending.sort_by_key(|t| t.after);
+        self.lock().instances.insert(
+            (instance.project_id, instance_id),
+            StoredInstance {
+                fields: instance.fields,
+                pending,
+            },
+        );
+    }
+
+    /// Merges fields into an instance. Transitions already due are applied first,
+    /// so this update wins over them; later ones still apply when their time comes.
+    pub fn update_instance(
+        &self,
+        project_id: &str,
+        instance_id: &str,
+        set: Map<String, Value>,
+    ) -> bool {
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        let Some(stored) = inner
+            .instances
+            .get_mut(&(project_id.to_string(), instance_id.to_string()))
+        else {
+            return false;
+        };
+        stored.catch_up(elapsed);
+        merge(&mut stored.fields, set);
+        true
+    }
+
+    pub fn delete_instance(&self, project_id: &str, instance_id: &str) -> bool {
+        self.lock()
+            .instances
+            .remove(&(project_id.to_string(), instance_id.to_string()))
+            .is_some()
+    }
+
+    /// The current fields, after every transition due by the clock.
+    pub fn instance(&self, project_id: &str, instance_id: &str) -> Option<Map<String, Value>> {
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        let stored = inner
+            .instances
+            .get_mut(&(project_id.to_string(), instance_id.to_string()))?;
+        stored.catch_up(elapsed);
+        Some(stored.fields.clone())
+    }
+
+    /// Every instance of a project, current fields, ordered by instance_id.
+    pub fn project_instances(&self, project_id: &str) -> Vec<Map<String, Value>> {
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        inner
+            .instances
+            .iter_mut()
+            .filter(|((project, _), _)| project == project_id)
+            .map(|(_, stored)| {
+                stored.catch_up(elapsed);
+                stored.fields.clone()
+            })
+            .collect()
+    }
+
+    /// Every instance as an instance-file entry (with `project_id` and the
+    /// transitions still to come), so a dump can be loaded again.
+    pub fn entries(&self) -> Vec<Value> {
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        inner
+            .instances
+            .iter_mut()
+            .map(|((project, _), stored)| {
+                stored.catch_up(elapsed);
+                file::entry_value(project, &stored.fields, &stored.pending)
+            })
+            .collect()
+    }
+
+    /// Adds a fault after the ones already active (first match wins). A fault
+    /// with `count: 0` would never fire and is dropped.
+    pub fn inject_fault(&self, fault: Fault) {
+        if fault.count == Some(0) {
+            return;
+        }
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        self.lock().faults.clone()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    pub fn reset_counters(&self) {
+        self.lock().counters = Counters::zeroed();
+    }
+
+    pub fn set_rate_limit(&self, per_second: Option<u32>) {
+        let mut inner = self.lock();
+        inner.rate_limit = per_second;
+        inner.windows.clear();
+    }
+
+    pub fn rate_limit(&self) -> Option<u32> {
+        self.lock().rate_limit
+    }
+
+    pub(crate) fn count_request(&self, label: &str) {
+        *self
+            .lock()
+            .counters
+            .requests
+            .entry(label.to_string())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn count_response(&self, status: u16) {
+        *self.lock().counters.responses.entry(status).or_default() += 1;
+    }
+
+    /// The first active fault matching the route, consuming one of its count.
+    pub(crate) fn take_fault(&self, route: &str) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        let mut hit = None;
+        for (index, fault) in inner.faults.iter_mut().enumerate() {
+            if fault.route.as_deref().is_some_and(|r| r != route) {
+                continue;
+            }
+            if let Some(fraction) = fault.fraction
+                && rand::random::<f64>() >= fraction
+            {
+                continue;
+            }
+            let exhausted = match &mut fault.count {
+                Some(count) => {
+                    *count = count.saturating_sub(1);
+                    *count == 0
+                }
+                None => false,
+            };
+            hit = Some((index, fault.kind.clone(), exhausted));
+            break;
+        }
+        let (index, kind, exhausted) = hit?;
+        if exhausted {
+            inner.faults.remove(index);
+        }
+        inner.counters.faults_injected += 1;
+        Some(kind)
+    }
+
+    /// The secret for an access key, if it is the configured one.
+    pub(crate) fn secret_for(&self, access_key: &str) -> Option<String> {
+        self.access_key
+            .as_ref()
+            .filter(|(ak, _)| ak == access_key)
+            .map(|(_, sk)| sk.clone())
+    }
+
+    pub(crate) fn token_matches(&self, token: &str) -> bool {
+        self.auth_token
+            .as_deref()
+            .is_some_and(|expected| constant_time_eq(expected.as_bytes(), token.as_bytes()))
+    }
+
+    /// True while the key is locked out; an expired lock is forgotten.
+    pub(crate) fn is_locked(&self, access_key: &str) -> bool {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let Some(record) = inner.keys.get_mut(access_key) else {
+            return false;
+        };
+        match record.locked_until {
+            Some(until) if until > now => true,
+            Some(_) => {
+                *record = KeyRecord::default();
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a refused request; with an access key, counts towards its lock-out.
+    /// Returns true when this failure locked the key.
+    pub(crate) fn auth_failed(&self, access_key: Option<&str>) -> bool {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.counters.auth_failures += 1;
+        let Some(access_key) = access_key else {
+            return false;
+        };
+        let record = inner.keys.entry(access_key.to_string()).or_default();
+        if record.locked_until.is_some_and(|until| until > now) {
+            return false;
+        }
+        record.locked_until = None;
+        record.consecutive_failures += 1;
+        if record.consecutive_failures < LOCKOUT_AFTER_FAILURES {
+            return false;
+        }
+        record.consecutive_failures = 0;
+        record.locked_until = Some(now + LOCKOUT_DURATION);
+        inner.counters.lockouts += 1;
+        true
+    }
+
+    pub(crate) fn auth_succeeded(&self, access_key: &str) {
+        self.lock().keys.remove(access_key);
+    }
+
+    /// Takes one request from the key's fixed one-second window.
+    pub(crate) fn throttle(&self, key: &str) -> Throttle {
+        let second = self.clock.now().timestamp();
+        let mut inner = self.lock();
+        let Some(limit) = inner.rate_limit else {
+            return Throttle::Allowed;
+        };
+        let window = inner.windows.entry(key.to_string()).or_insert((second, 0));
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        if window.1 < limit {
+            window.1 += 1;
+            return Throttle::Allowed;
+        }
+        inner.counters.throttled += 1;
+        // Whole-second windows: the next one opens within a second.
+        Throttle::Refused {
+            limit,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn fields(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("test fields are objects"),
+        }
+    }
+
+    fn state_with(instances: Vec<SimInstance>) -> (SimState, ManualClock) {
+        let clock = ManualClock::new(Utc::now());
+        let config = SimConfig {
+            instances,
+            ..SimConfig::with_default_keys()
+        };
+        (SimState::new(config, Arc::new(clock.clone())), clock)
+    }
+
+    fn creating() -> SimInstance {
+        SimInstance::new(
+            PROJECT,
+            fields(json!({"instance_id": "a", "status": "CREATING"})),
+            vec![
+                Transition {
+                    after: Duration::from_secs(120),
+                    set: fields(json!({"status": "ERROR", "error_code": "dcs.03.0017"})),
+                },
+                Transition {
+                    after: Duration::from_secs(10),
+                    set: fields(json!({"status": "RUNNING"})),
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn transitions_apply_lazily_in_order() {
+        let (state, clock) = state_with(vec![creating()]);
+        let status = |s: &SimState| s.instance(PROJECT, "a").unwrap()["status"].clone();
+        assert_eq!(status(&state), "CREATING");
+        clock.advance(TimeDelta::seconds(9));
+        assert_eq!(status(&state), "CREATING");
+        clock.advance(TimeDelta::seconds(1));
+        assert_eq!(status(&state), "RUNNING");
+        clock.advance(TimeDelta::minutes(5));
+        let now = state.instance(PROJECT, "a").unwrap();
+        assert_eq!(
+            (now["status"].clone(), now["error_code"].clone()),
+            (json!("ERROR"), json!("dcs.03.0017"))
+        );
+    }
+
+    #[test]
+    fn a_runtime_update_after_a_due_transition_wins() {
+        let (state, clock) = state_with(vec![creating()]);
+        clock.advance(TimeDelta::seconds(30));
+        // The 10 s transition is due but not yet read; the update must still win.
+        assert!(state.update_instance(
+            PROJECT,
+            "a",
+            fields(json!({"status": "FROZEN", "instance_id": "moved"}))
+        ));
+        assert_eq!(state.instance(PROJECT, "a").unwrap()["status"], "FROZEN");
+        clock.advance(TimeDelta::minutes(2));
+        assert_eq!(state.instance(PROJECT, "a").unwrap()["status"], "ERROR");
+        assert!(!state.update_instance(PROJECT, "nope", Map::new()));
+        assert!(state.delete_instance(PROJECT, "a"));
+        assert!(!state.delete_instance(PROJECT, "a"));
+        assert!(state.instance(PROJECT, "a").is_none());
+    }
+
+    #[test]
+    fn entries_keep_pending_transitions() {
+        let (state, _) = state_with(vec![creating()]);
+        let entries = state.entries();
+        assert_eq!(entries[0]["project_id"], PROJECT);
+        assert_eq!(entries[0]["transitions"][0]["after"], "10s");
+        let text = serde_json::to_string(&entries).unwrap();
+        let again = file::parse_instances(&text).unwrap();
+        assert_eq!(again[0].transitions.len(), 2);
+    }
+
+    #[test]
+    fn faults_count_down_in_order_and_by_route() {
+        let (state, _) = state_with(vec![]);
+        state.inject_fault(Fault::times(FaultKind::Malformed, 2).on_route("show_v1"));
+        state.inject_fault(Fault::times(FaultKind::Truncated, 1));
+        state.inject_fault(Fault::times(FaultKind::Reset, 0));
+        assert_eq!(state.take_fault("list_v2"), Some(FaultKind::Truncated));
+        assert_eq!(state.take_fault("list_v2"), None);
+        assert_eq!(state.take_fault("show_v1"), Some(FaultKind::Malformed));
+        assert_eq!(state.take_fault("show_v1"), Some(FaultKind::Malformed));
+        assert_eq!(state.take_fault("show_v1"), None);
+        assert_eq!(state.counters().faults_injected, 3);
+        state.inject_fault(Fault {
+            fraction: Some(0.0),
+            ..Fault::always(FaultKind::Reset)
+        });
+        assert_eq!(state.take_fault("show_v1"), None);
+        state.inject_fault(Fault::always(FaultKind::Reset));
+        assert_eq!(state.take_fault("show_v1"), Some(FaultKind::Reset));
+        assert_eq!(state.take_fault("show_v1"), Some(FaultKind::Reset));
+        state.clear_faults();
+        assert_eq!(state.take_fault("show_v1"), None);
+    }
+
+    #[test]
+    fn fault_json_shape() {
+        let fault: Fault =
+            serde_json::from_value(json!({"kind": "status", "status": 503, "count": 3})).unwrap();
+        assert_eq!(fault.count, Some(3));
+        assert!(
+            matches!(fault.kind, FaultKind::Status { status: 503, ref error_code, .. } if error_code == "SIM.0001")
+        );
+        let latency: Fault =
+            serde_json::from_value(json!({"kind": "latency", "ms": 200, "fraction": 0.5})).unwrap();
+        assert_eq!(latency.kind, FaultKind::Latency { ms: 200 });
+        assert_eq!(
+            serde_json::to_value(&latency).unwrap(),
+            json!({"kind": "latency", "ms": 200, "fraction": 0.5})
+        );
+        assert!(serde_json::from_value::<Fault>(json!({"kind": "bogus"})).is_err());
+        assert!(
+            Fault {
+                fraction: Some(2.0),
+                ..latency.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(latency.clone().on_route("nowhere").validate().is_err());
+        assert!(latency.on_route("list_v2").validate().is_ok());
+    }
+
+    #[test]
+    fn five_failures_lock_the_key_for_five_minutes() {
+        let (state, clock) = state_with(vec![]);
+        for _ in 0..4 {
+            assert!(!state.auth_failed(Some("AK")));
+        }
+        assert!(!state.is_locked("AK"));
+        state.auth_succeeded("AK");
+        for _ in 0..4 {
+            assert!(!state.auth_failed(Some("AK")));
+        }
+        assert!(state.auth_failed(Some("AK")));
+        assert!(state.is_locked("AK"));
+        assert!(!state.is_locked("OTHER"));
+        clock.advance(TimeDelta::minutes(5) - TimeDelta::seconds(1));
+        assert!(state.is_locked("AK"));
+        clock.advance(TimeDelta::seconds(1));
+        assert!(!state.is_locked("AK"));
+        let counters = state.counters();
+        assert_eq!((counters.auth_failures, counters.lockouts), (9, 1));
+    }
+
+    #[test]
+    fn throttle_uses_whole_clock_seconds_per_key() {
+        let (state, clock) = state_with(vec![]);
+        assert_eq!(state.throttle("a"), Throttle::Allowed);
+        state.set_rate_limit(Some(2));
+        clock.set(DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        assert_eq!(state.throttle("a"), Throttle::Allowed);
+        assert_eq!(state.throttle("a"), Throttle::Allowed);
+        assert_eq!(state.throttle("b"), Throttle::Allowed);
+        assert_eq!(
+            state.throttle("a"),
+            Throttle::Refused {
+                limit: 2,
+                retry_after_secs: 1
+            }
+        );
+        clock.advance(TimeDelta::milliseconds(999));
+        assert!(matches!(state.throttle("a"), Throttle::Refused { .. }));
+        clock.advance(TimeDelta::milliseconds(1));
+        assert_eq!(state.throttle("a"), Throttle::Allowed);
+        assert_eq!(state.counters().throttled, 2);
+    }
+
+    #[test]
+    fn token_and_secret_lookup() {
+        let clock = ManualClock::new(Utc::now());
+        let state = SimState::new(
+            SimConfig {
+                auth_token: Some("tok".into()),
+                ..SimConfig::with_default_keys()
+            },
+            Arc::new(clock),
+        );
+        assert!(state.token_matches("tok"));
+        assert!(!state.token_matches("tok2"));
+        assert_eq!(
+            state.secret_for(SimConfig::DEFAULT_ACCESS_KEY).as_deref(),
+            Some(SimConfig::DEFAULT_SECRET_KEY)
+        );
+        assert_eq!(state.secret_for("other"), None);
+        let (no_token, _) = state_with(vec![]);
+        assert!(!no_token.token_matches(""));
+    }
+}

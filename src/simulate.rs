@@ -1,0 +1,79 @@
+//! `dcs-operator simulate`: the DCS API simulator as a process, until Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+
+use crate::cli::SimulateArgs;
+use crate::clock::SystemClock;
+use crate::dcs::sim::{SimConfig, Simulator, load_instances};
+
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let instances = match &args.instances {
+        Some(path) => load_instances(path)?,
+        None => Vec::new(),
+    };
+    let count = instances.len();
+    let access_key = match (args.access_key, args.secret_key, &args.auth_token) {
+        (Some(ak), Some(sk), _) => Some((ak, sk)),
+        (Some(_), None, _) | (None, Some(_), _) => {
+            anyhow::bail!("give --access-key and --secret-key together")
+        }
+        // A token alone means token authentication only.
+        (None, None, Some(_)) => None,
+        (None, None, None) => Some((
+            SimConfig::DEFAULT_ACCESS_KEY.to_string(),
+            SimConfig::DEFAULT_SECRET_KEY.to_string(),
+        )),
+    };
+    let config = SimConfig {
+        access_key: access_key.clone(),
+        auth_token: args.auth_token.clone(),
+        rate_limit_per_second: args.rate_limit,
+        instances,
+    };
+    let handle = Simulator::start(config, args.listen, Arc::new(SystemClock)).await?;
+    println!("DCS simulator listening on {}", handle.base_url());
+    println!("  instances: {count}");
+    if let Some((ak, sk)) = &access_key {
+        // These are the simulator's own test keys, printed so a user can copy them.
+        println!("  access key: {ak}");
+        println!("  secret key: {sk}");
+        println!(
+            "  try: HUAWEICLOUD_SDK_AK={ak} HUAWEICLOUD_SDK_SK={sk} dcs-operator query --endpoint {} --project-id <project> --instance-id <id>",
+            handle.base_url()
+        );
+    }
+    if args.auth_token.is_some() {
+        println!("  X-Auth-Token accepted (the value given with --auth-token)");
+    }
+    println!(
+        "  admin API: {}/_sim/ (instances, faults, counters)",
+        handle.base_url()
+    );
+    shutdown_signal().await;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
