@@ -45,6 +45,8 @@ pub enum Command {
     /// run to check credentials. Credentials come from HUAWEICLOUD_SDK_AK,
     /// HUAWEICLOUD_SDK_SK and HUAWEICLOUD_SDK_SECURITY_TOKEN, or HUAWEICLOUD_AUTH_TOKEN.
     Query(QueryArgs),
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
+    Run(RunArgs),
     /// Print the DcsInstance CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
     /// Serve a DCS API simulator on loopback for tests, demos and SDK checks.
@@ -80,6 +82,39 @@ pub struct QueryArgs {
     /// Give up on a request after this long (h, m, s units).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Serve only this namespace (repeatable); default: all namespaces.
+    #[arg(long = "namespace", short = 'n')]
+    pub namespaces: Vec<String>,
+    /// Region for DcsInstances that name neither region nor endpoint.
+    #[arg(long, env = "DCS_OPERATOR_DEFAULT_REGION")]
+    pub default_region: Option<String>,
+    /// Poll interval for DcsInstances without spec.pollInterval (minimum 10s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub default_poll_interval: std::time::Duration,
+    /// The operator's own credentials: a mounted Secret, one file per key
+    /// (accessKey, secretKey, securityToken, projectId or authToken), re-read on use.
+    /// Without it, HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID are used if set.
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
+    /// Namespaces whose DcsInstances may use the operator's own credentials
+    /// (comma-separated or repeated). Empty: none.
+    #[arg(long, value_delimiter = ',')]
+    pub default_credentials_namespaces: Vec<String>,
+    /// Demo mode: start the DCS simulator in-process with these instances and make it
+    /// the default endpoint (with its own keys) for DcsInstances naming neither
+    /// region nor endpoint.
+    #[arg(long)]
+    pub simulator: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for DCS endpoints behind a private CA.
+    #[arg(long)]
+    pub dcs_ca_file: Option<PathBuf>,
+    /// Give up on one DCS request after this long.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub dcs_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

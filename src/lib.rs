@@ -3,10 +3,12 @@
 
 pub mod cli;
 pub mod clock;
+pub mod controller;
 pub mod crd;
 pub mod dcs;
 pub mod duration;
 pub mod plan;
 pub mod query;
+pub mod run;
 pub mod secret;
 pub mod simulate;

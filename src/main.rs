@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             .await;
             std::process::exit(code);
         }
+        Command::Run(args) => dcs_operator::run::run(args).await,
         Command::Crd => {
             print!("{}", dcs_operator::crd::crd_yaml()?);
             Ok(())

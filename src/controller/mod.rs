@@ -1,0 +1,397 @@
+//! The controller: Context, reconcile (read -> plan -> write), error_policy and run.
+//! DCS answers live in a shared observation store; a reconcile calls DCS only when
+//! the stored answer is older than the object's polling state allows, so the
+//! reconciles our own writes trigger cost no DCS call.
+
+pub mod resolve;
+pub mod secrets;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::clock::SharedClock;
+use crate::crd::{DcsInstance, DcsInstanceStatus};
+use crate::dcs::DcsClient;
+use crate::plan::{self, PlanInput, Problem};
+use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL, Owner};
+use resolve::{Resolved, SpecDefaults};
+use secrets::{CredentialsResolver, SecretOutcome};
+use store::{AuthGate, ObservationKey, ObservationStore};
+
+pub const FIELD_MANAGER: &str = "dcs-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the object has no {0}")]
+    MissingObjectKey(&'static str),
+    #[error("could not serialize: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A short, bounded, PascalCase label for events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",
+            Error::Kube(_) => "KubernetesApiError",
+            Error::MissingObjectKey(_) => "MissingObjectKey",
+            Error::Serialization(_) => "SerializationError",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every reconcile shares, whatever namespace it serves.
+pub struct Shared {
+    pub client: Client,
+    pub dcs: DcsClient,
+    pub clock: SharedClock,
+    pub observations: ObservationStore,
+    pub auth_gate: AuthGate,
+    pub defaults: SpecDefaults,
+    pub credentials: CredentialsResolver,
+}
+
+/// One controller's context: the shared parts plus the caches of its watches.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// Connection Secrets we manage (label-selected), to compare without a GET.
+    pub owned_secrets: Option<reflector::Store<Secret>>,
+    /// Metadata of every Secret in scope: tells when a credentials Secret changed.
+    pub secret_metadata: Option<reflector::Store<PartialObjectMeta<Secret>>>,
+}
+
+impl Context {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            owned_secrets: None,
+            secret_metadata: None,
+        }
+    }
+}
+
+pub fn owner_of(obj: &DcsInstance) -> Result<Owner> {
+    Ok(Owner {
+        api_version: DcsInstance::api_version(&()).to_string(),
+        kind: DcsInstance::kind(&()).to_string(),
+        name: obj.name_any(),
+        uid: obj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?,
+    })
+}
+
+pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Action> {
+    let shared = &ctx.shared;
+    let namespace = obj
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = obj.name_any();
+    let owner = owner_of(&obj)?;
+    let now = shared.clock.now();
+    let mut problems = Vec::new();
+
+    let resolved = match resolve::resolve(&obj.spec, &name, &shared.defaults) {
+        Ok(resolved) => Some(resolved),
+        Err(message) => {
+            problems.push(Problem::InvalidSpec(message));
+            None
+        }
+    };
+
+    let mut observation = None;
+    let mut password = None;
+    if let Some(resolved) = &resolved {
+        match shared
+            .credentials
+            .resolve(
+                &shared.client,
+                &namespace,
+                &obj.spec,
+                &resolved.endpoint_source,
+                &shared.auth_gate,
+                ctx.secret_metadata.as_ref(),
+            )
+            .await?
+        {
+            Err(problem) => problems.push(problem),
+            Ok(found) => match obj.spec.project_id.clone().or(found.project_id.clone()) {
+                None => problems.push(Problem::InvalidSpec(
+                    "spec.projectId is required: the credentials carry no projectId".into(),
+                )),
+                Some(project_id) => {
+                    observation = Some(
+                        observe(
+                            &ctx,
+                            &obj,
+                            resolved,
+                            &found.credentials,
+                            &project_id,
+                            &owner.uid,
+                        )
+                        .await,
+                    );
+                }
+            },
+        }
+        if let Some(reference) = &obj.spec.password_secret_ref {
+            match secrets::read_key(&shared.client, &namespace, &reference.name, &reference.key)
+                .await?
+            {
+                Ok(value) => password = Some(value),
+                Err(message) => problems.push(Problem::PasswordSecretNotFound(message)),
+            }
+        }
+    }
+
+    let connection_secret_name = resolved
+        .as_ref()
+        .map(|r| r.connection_secret_name.clone())
+        .unwrap_or_else(|| format!("{name}-dcs"));
+    let poll_interval = resolved
+        .as_ref()
+        .map(|r| r.poll_interval)
+        .unwrap_or(shared.defaults.poll_interval);
+    let make_plan = |problems: &[Problem]| {
+        plan::plan(&PlanInput {
+            namespace: &namespace,
+            owner: &owner,
+            generation: obj.meta().generation,
+            current: obj.status.as_ref(),
+            observation: observation.as_ref(),
+            problems,
+            connection_secret_name: &connection_secret_name,
+            password: password
+                .as_ref()
+                .map(|p: &crate::dcs::SecretString| p.expose()),
+            poll_interval,
+            now,
+        })
+    };
+    let mut planned = make_plan(&problems);
+
+    if let Some(desired) = &planned.secret {
+        let outcome = secrets::ensure_connection_secret(
+            &shared.client,
+            ctx.owned_secrets.as_ref(),
+            &namespace,
+            desired,
+            &owner.uid,
+        )
+        .await?;
+        if let SecretOutcome::Conflict(message) = outcome {
+            problems.push(Problem::SecretConflict(message));
+            planned = make_plan(&problems);
+        }
+    }
+
+    write_status_if_changed(&shared.client, &obj, &namespace, &planned.status).await?;
+
+    Ok(match planned.requeue_after {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Returns the observation to plan with: the stored one while it is fresh, else a
+/// new DCS call (or the gate's remembered refusal while an access key is blocked).
+async fn observe(
+    ctx: &Context,
+    obj: &DcsInstance,
+    resolved: &Resolved,
+    credentials: &crate::dcs::Credentials,
+    project_id: &str,
+    uid: &str,
+) -> plan::Observation {
+    let shared = &ctx.shared;
+    let key = ObservationKey {
+        endpoint: resolved.endpoint.as_str().to_string(),
+        project_id: project_id.to_string(),
+        credentials_fingerprint: credentials.fingerprint(),
+        instance_id: obj.spec.instance_id.clone(),
+    };
+    let now = shared.clock.now();
+    if let Some(stored) = shared.observations.get(&key)
+        && plan::next_poll_at(&stored, resolved.poll_interval, uid) > now
+    {
+        return stored;
+    }
+    let gate_key = secrets::gate_key(credentials);
+    if let Some(refusal) = shared.auth_gate.blocked(&gate_key, now) {
+        debug!(instance_id = %obj.spec.instance_id, "access key blocked after a failed authentication; not calling DCS");
+        return match shared.observations.get(&key) {
+            Some(stored) if stored.result.is_err() => stored,
+            _ => shared.observations.record(key, Err(refusal), now),
+        };
+    }
+    let result = shared
+        .dcs
+        .show_instance(
+            &resolved.endpoint,
+            credentials,
+            project_id,
+            &obj.spec.instance_id,
+        )
+        .await
+        .map(|answer| answer.value);
+    let at = shared.clock.now();
+    shared.auth_gate.record(&gate_key, &result, at);
+    match &result {
+        Ok(instance) => debug!(
+            namespace = obj.namespace().unwrap_or_default(),
+            name = obj.name_any(),
+            instance_id = %obj.spec.instance_id,
+            status = instance.status.as_deref().unwrap_or(""),
+            "observed"
+        ),
+        Err(error) => warn!(
+            namespace = obj.namespace().unwrap_or_default(),
+            name = obj.name_any(),
+            instance_id = %obj.spec.instance_id,
+            reason = error.reason(),
+            request_id = error.request_id().unwrap_or(""),
+            "DCS observation failed: {error}"
+        ),
+    }
+    shared.observations.record(key, result, at)
+}
+
+/// Server-side apply of the whole planned status, only when it differs from the
+/// stored one (compared as JSON, the form it has on the wire).
+pub async fn write_status_if_changed(
+    client: &Client,
+    obj: &DcsInstance,
+    namespace: &str,
+    planned: &DcsInstanceStatus,
+) -> Result<bool> {
+    let desired = serde_json::to_value(planned)?;
+    let stored = serde_json::to_value(obj.status.clone().unwrap_or_default())?;
+    if desired == stored {
+        return Ok(false);
+    }
+    let api: Api<DcsInstance> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": DcsInstance::api_version(&()),
+        "kind": DcsInstance::kind(&()),
+        "status": desired,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    info!(
+        namespace,
+        name = obj.name_any(),
+        instance_id = %obj.spec.instance_id,
+        status = planned.status.as_deref().unwrap_or(""),
+        "status updated"
+    );
+    Ok(true)
+}
+
+pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+        reason = error.reason(),
+        "reconcile failed: {error}"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Which namespaces to serve: all, or the listed ones (one controller each).
+pub async fn run(
+    shared: Arc<Shared>,
+    namespaces: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let controllers = scopes.into_iter().map(|scope| {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let client = shared.client.clone();
+            let (instances, secrets, secret_metadata): (
+                Api<DcsInstance>,
+                Api<Secret>,
+                Api<PartialObjectMeta<Secret>>,
+            ) = match &scope {
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client, ns),
+                ),
+                None => (
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                    Api::all(client),
+                ),
+            };
+            let (owned_reader, owned_writer) = reflector::store();
+            let owned = watcher(
+                secrets,
+                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+            )
+            .default_backoff()
+            .reflect(owned_writer)
+            .applied_objects();
+            // Metadata only: notices changes of credentials and password Secrets
+            // without holding every Secret's data in memory.
+            let (metadata_reader, metadata_writer) = reflector::store();
+            let referenced = watcher(secret_metadata, watcher::Config::default())
+                .default_backoff()
+                .reflect(metadata_writer)
+                .touched_objects();
+            let controller = Controller::new(instances, watcher::Config::default());
+            let store = controller.store();
+            let ctx = Arc::new(Context {
+                shared: shared.clone(),
+                owned_secrets: Some(owned_reader),
+                secret_metadata: Some(metadata_reader),
+            });
+            controller
+                .owns_stream(owned)
+                .watches_stream(referenced, move |secret| {
+                    let namespace = secret.namespace();
+                    let name = secret.name_any();
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|obj| {
+                            obj.namespace() == namespace && secrets::references(&obj.spec, &name)
+                        })
+                        .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+                        .collect::<Vec<_>>()
+                })
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        debug!("controller: {error}");
+                    }
+                })
+                .await;
+        }
+    });
+    futures::future::join_all(controllers).await;
+}

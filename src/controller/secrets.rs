@@ -1,0 +1,426 @@
+//! Secrets the controller reads (credentials, password) and the one it writes (the
+//! connection Secret), with the ownership rules that keep it from touching
+//! anything it does not own. Every Secret read is in the DcsInstance's namespace.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::resolve::EndpointSource;
+use super::store::AuthGate;
+use super::{FIELD_MANAGER, Result};
+use crate::crd::DcsInstanceSpec;
+use crate::dcs::{Credentials, SecretString};
+use crate::plan::Problem;
+use crate::secret::{controller_uid, is_up_to_date};
+
+pub const KEY_ACCESS_KEY: &str = "accessKey";
+pub const KEY_SECRET_KEY: &str = "secretKey";
+pub const KEY_SECURITY_TOKEN: &str = "securityToken";
+pub const KEY_PROJECT_ID: &str = "projectId";
+pub const KEY_AUTH_TOKEN: &str = "authToken";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCredentials {
+    pub credentials: Credentials,
+    pub project_id: Option<String>,
+}
+
+/// The key the API gateway counts failures by: the access key, or a token's digest.
+pub fn gate_key(credentials: &Credentials) -> String {
+    match credentials.access_key_id() {
+        Some(ak) => format!("ak:{ak}"),
+        None => format!("token:{}", credentials.fingerprint()),
+    }
+}
+
+/// Parses credentials from Secret-style key/value pairs (a Secret's data, or the
+/// files of --credentials-dir).
+pub fn parse_credentials(
+    get: impl Fn(&str) -> Option<String>,
+    source: &str,
+) -> Result<FoundCredentials, String> {
+    let read = |key: &str| {
+        get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let project_id = read(KEY_PROJECT_ID);
+    let credentials = match (
+        read(KEY_ACCESS_KEY),
+        read(KEY_SECRET_KEY),
+        read(KEY_AUTH_TOKEN),
+    ) {
+        (Some(ak), Some(sk), _) => {
+            Credentials::access_key(ak, sk, read(KEY_SECURITY_TOKEN).map(SecretString::new))
+        }
+        (None, None, Some(token)) => Credentials::Token(SecretString::new(token)),
+        (Some(_), None, _) => {
+            return Err(format!(
+                "{source} has {KEY_ACCESS_KEY} but no {KEY_SECRET_KEY}"
+            ));
+        }
+        (None, Some(_), _) => {
+            return Err(format!(
+                "{source} has {KEY_SECRET_KEY} but no {KEY_ACCESS_KEY}"
+            ));
+        }
+        (None, None, None) => {
+            return Err(format!(
+                "{source} has neither {KEY_ACCESS_KEY} and {KEY_SECRET_KEY} nor {KEY_AUTH_TOKEN}"
+            ));
+        }
+    };
+    Ok(FoundCredentials {
+        credentials,
+        project_id,
+    })
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(value.0.clone()).ok();
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
+}
+
+/// The operator's own credentials, for DcsInstances without credentialsSecretRef.
+#[derive(Debug, Clone)]
+pub enum DefaultCredentialsSource {
+    /// Fixed at start (environment variables, or the demo simulator's keys).
+    Static(FoundCredentials),
+    /// A mounted Secret, one file per key, re-read on use so a rotation is picked up.
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct DefaultCredentials {
+    pub source: DefaultCredentialsSource,
+    /// Namespaces allowed to use them; None means every namespace (demo mode only).
+    pub namespaces: Option<Vec<String>>,
+    /// Whether they may go to the operator's default endpoint (the demo simulator).
+    pub for_operator_default_endpoint: bool,
+}
+
+impl DefaultCredentials {
+    fn load(&self) -> Result<FoundCredentials, String> {
+        match &self.source {
+            DefaultCredentialsSource::Static(found) => Ok(found.clone()),
+            DefaultCredentialsSource::Directory(dir) => parse_credentials(
+                |key| std::fs::read_to_string(dir.join(key)).ok(),
+                &format!("the operator's credentials directory {}", dir.display()),
+            ),
+        }
+    }
+}
+
+/// (namespace, Secret name) -> (resourceVersion, what its data parsed into).
+type CredentialsCache = HashMap<(String, String), (String, Result<FoundCredentials, String>)>;
+
+/// Reads credentials for a DcsInstance, caching each Secret's parsed data by its
+/// resourceVersion (the metadata watch tells when it changed, so data is read only
+/// then).
+#[derive(Default)]
+pub struct CredentialsResolver {
+    pub defaults: Option<DefaultCredentials>,
+    cache: Mutex<CredentialsCache>,
+}
+
+impl CredentialsResolver {
+    pub fn new(defaults: Option<DefaultCredentials>) -> Self {
+        Self {
+            defaults,
+            cache: Mutex::default(),
+        }
+    }
+
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        namespace: &str,
+        spec: &DcsInstanceSpec,
+        endpoint_source: &EndpointSource,
+        gate: &AuthGate,
+        metadata: Option<&Store<PartialObjectMeta<Secret>>>,
+    ) -> Result<Result<FoundCredentials, Problem>> {
+        let Some(reference) = &spec.credentials_secret_ref else {
+            return Ok(self.defaults_for(namespace, endpoint_source));
+        };
+        let cache_key = (namespace.to_string(), reference.name.clone());
+        let known_version = metadata
+            .and_then(|store| store.get(&ObjectRef::new(&reference.name).within(namespace)))
+            .and_then(|meta| meta.resource_version());
+        let cached = self.lock().get(&cache_key).cloned();
+        if let (Some(version), Some((cached_version, parsed))) = (&known_version, &cached)
+            && version == cached_version
+        {
+            return Ok(parsed.clone().map_err(Problem::CredentialsNotFound));
+        }
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let Some(secret) = api.get_opt(&reference.name).await? else {
+            self.lock().remove(&cache_key);
+            return Ok(Err(Problem::CredentialsNotFound(format!(
+                "the credentials Secret {} does not exist in namespace {namespace}",
+                reference.name
+            ))));
+        };
+        let parsed = parse_credentials(
+            |key| secret_text(&secret, key),
+            &format!("the credentials Secret {}", reference.name),
+        );
+        if let (Some((_, Ok(before))), Ok(now)) = (&cached, &parsed)
+            && before.credentials != now.credentials
+        {
+            // A rotation: the new credentials get one attempt even if the key is blocked.
+            gate.credentials_changed(&gate_key(&now.credentials));
+        }
+        self.lock().insert(
+            cache_key,
+            (
+                secret.resource_version().unwrap_or_default(),
+                parsed.clone(),
+            ),
+        );
+        Ok(parsed.map_err(Problem::CredentialsNotFound))
+    }
+
+    fn defaults_for(
+        &self,
+        namespace: &str,
+        endpoint_source: &EndpointSource,
+    ) -> Result<FoundCredentials, Problem> {
+        let refuse = |why: String| Err(Problem::CredentialsNotFound(why));
+        let Some(defaults) = &self.defaults else {
+            return refuse(
+                "spec.credentialsSecretRef is required: this operator has no default credentials"
+                    .into(),
+            );
+        };
+        let endpoint_allowed = match endpoint_source {
+            EndpointSource::Region => true,
+            EndpointSource::OperatorDefault => defaults.for_operator_default_endpoint,
+            EndpointSource::UserSupplied => false,
+        };
+        if !endpoint_allowed {
+            return refuse(
+                "spec.credentialsSecretRef is required with spec.endpoint: the operator's own credentials are only sent to region endpoints".into(),
+            );
+        }
+        if let Some(allowed) = &defaults.namespaces
+            && !allowed.iter().any(|ns| ns == namespace)
+        {
+            return refuse(format!(
+                "spec.credentialsSecretRef is required: the operator's default credentials are not allowed in namespace {namespace}"
+            ));
+        }
+        defaults.load().map_err(Problem::CredentialsNotFound)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CredentialsCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Reads one key of a Secret in `namespace`; `Ok(Err(message))` when it is missing.
+pub async fn read_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Result<SecretString, String>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    Ok(match api.get_opt(name).await? {
+        None => Err(format!(
+            "the password Secret {name} does not exist in namespace {namespace}"
+        )),
+        Some(secret) => secret_text(&secret, key)
+            .map(SecretString::new)
+            .ok_or_else(|| format!("the password Secret {name} has no key {key}")),
+    })
+}
+
+/// True when the spec names this Secret (credentials or password).
+pub fn references(spec: &DcsInstanceSpec, secret_name: &str) -> bool {
+    spec.credentials_secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name == secret_name)
+        || spec
+            .password_secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name == secret_name)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretOutcome {
+    Unchanged,
+    Created,
+    Patched,
+    Conflict(String),
+}
+
+/// Makes the connection Secret hold `desired`. Ownership is checked against the API
+/// server, never only a cache: a Secret whose controller is not this DcsInstance is
+/// never touched. Creation is a POST (fails if one appeared meanwhile); updates are
+/// merge patches carrying the uid and resourceVersion they were based on.
+pub async fn ensure_connection_secret(
+    client: &Client,
+    owned: Option<&Store<Secret>>,
+    namespace: &str,
+    desired: &Secret,
+    owner_uid: &str,
+) -> Result<SecretOutcome> {
+    let name = desired.name_any();
+    if let Some(cached) =
+        owned.and_then(|store| store.get(&ObjectRef::new(&name).within(namespace)))
+        && controller_uid(&cached) == Some(owner_uid)
+        && is_up_to_date(&cached, desired)
+    {
+        return Ok(SecretOutcome::Unchanged);
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let existing = api.get_opt(&name).await?;
+    match existing {
+        None => {
+            api.create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PostParams::default()
+                },
+                desired,
+            )
+            .await?;
+            info!(namespace, secret = %name, "connection Secret created");
+            Ok(SecretOutcome::Created)
+        }
+        Some(existing) if controller_uid(&existing) != Some(owner_uid) => {
+            Ok(SecretOutcome::Conflict(format!(
+                "the Secret {name} already exists and is not controlled by this DcsInstance; it is left untouched (choose another spec.connectionSecret.name or delete it)"
+            )))
+        }
+        Some(existing) if is_up_to_date(&existing, desired) => Ok(SecretOutcome::Unchanged),
+        Some(existing) => {
+            let mut data = serde_json::Map::new();
+            for key in existing.data.iter().flatten().map(|(k, _)| k) {
+                data.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, value) in desired.data.iter().flatten() {
+                data.insert(key.clone(), serde_json::to_value(value)?);
+            }
+            let patch = json!({
+                "metadata": {
+                    "uid": existing.uid(),
+                    "resourceVersion": existing.resource_version(),
+                    "labels": desired.metadata.labels,
+                    "ownerReferences": desired.metadata.owner_references,
+                },
+                "data": data,
+            });
+            api.patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            info!(namespace, secret = %name, "connection Secret updated");
+            Ok(SecretOutcome::Patched)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn parses_every_form() {
+        let ak = parse_credentials(
+            map(&[("accessKey", "AK"), ("secretKey", "SK"), ("projectId", "p")]),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(ak.credentials.access_key_id(), Some("AK"));
+        assert_eq!(ak.project_id.as_deref(), Some("p"));
+        let token = parse_credentials(map(&[("authToken", "T")]), "s").unwrap();
+        assert!(matches!(token.credentials, Credentials::Token(_)));
+        assert!(
+            parse_credentials(map(&[("accessKey", "AK")]), "s")
+                .unwrap_err()
+                .contains("secretKey")
+        );
+        assert!(
+            parse_credentials(map(&[]), "the Secret x")
+                .unwrap_err()
+                .contains("the Secret x")
+        );
+    }
+
+    #[test]
+    fn defaults_only_where_allowed() {
+        let found = FoundCredentials {
+            credentials: Credentials::access_key("AK", "SK", None),
+            project_id: None,
+        };
+        let resolver = CredentialsResolver::new(Some(DefaultCredentials {
+            source: DefaultCredentialsSource::Static(found),
+            namespaces: Some(vec!["team-a".into()]),
+            for_operator_default_endpoint: false,
+        }));
+        assert!(
+            resolver
+                .defaults_for("team-a", &EndpointSource::Region)
+                .is_ok()
+        );
+        assert!(
+            resolver
+                .defaults_for("team-b", &EndpointSource::Region)
+                .is_err()
+        );
+        assert!(
+            resolver
+                .defaults_for("team-a", &EndpointSource::UserSupplied)
+                .is_err()
+        );
+        assert!(
+            resolver
+                .defaults_for("team-a", &EndpointSource::OperatorDefault)
+                .is_err()
+        );
+        assert!(
+            CredentialsResolver::new(None)
+                .defaults_for("team-a", &EndpointSource::Region)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn gate_keys() {
+        assert_eq!(gate_key(&Credentials::access_key("AK", "x", None)), "ak:AK");
+        assert_eq!(gate_key(&Credentials::access_key("AK", "y", None)), "ak:AK");
+        assert!(gate_key(&Credentials::Token("t".into())).starts_with("token:"));
+    }
+}

@@ -1,0 +1,138 @@
+//! `dcs-operator run`: connect to Kubernetes, check the DcsInstance API is served,
+//! optionally start the demo simulator, and run the controller until SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kube::Client;
+use tracing::info;
+
+use crate::cli::RunArgs;
+use crate::clock::{SharedClock, SystemClock};
+use crate::controller::resolve::SpecDefaults;
+use crate::controller::secrets::{
+    CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
+};
+use crate::controller::store::{AuthGate, ObservationStore};
+use crate::controller::{self, Shared};
+use crate::crd::{GROUP, VERSION};
+use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
+use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
+
+/// Fails with a one-line hint when the cluster does not serve DcsInstances. Uses
+/// API discovery, which a namespaced install may read (it cannot read CRDs).
+pub async fn check_api_served(client: &Client) -> anyhow::Result<()> {
+    let group_version = format!("{GROUP}/{VERSION}");
+    match client.list_api_group_resources(&group_version).await {
+        Ok(list) if list.resources.iter().any(|r| r.name == "dcsinstances") => Ok(()),
+        Ok(_) | Err(kube::Error::Api(_)) => anyhow::bail!(
+            "the cluster does not serve {group_version} dcsinstances: install the CRD first (kubectl apply -f crds/)"
+        ),
+        Err(error) => Err(error).context("cannot reach the Kubernetes API server"),
+    }
+}
+
+/// The operator's own credentials from --credentials-dir or the SDK variables.
+fn default_credentials(args: &RunArgs) -> anyhow::Result<Option<DefaultCredentials>> {
+    let namespaces = Some(args.default_credentials_namespaces.clone());
+    if let Some(dir) = &args.credentials_dir {
+        return Ok(Some(DefaultCredentials {
+            source: DefaultCredentialsSource::Directory(dir.clone()),
+            namespaces,
+            for_operator_default_endpoint: false,
+        }));
+    }
+    match Credentials::from_env(|name| std::env::var(name).ok()) {
+        Ok(credentials) => Ok(Some(DefaultCredentials {
+            source: DefaultCredentialsSource::Static(FoundCredentials {
+                credentials,
+                project_id: std::env::var("HUAWEICLOUD_SDK_PROJECT_ID")
+                    .ok()
+                    .filter(|p| !p.is_empty()),
+            }),
+            namespaces,
+            for_operator_default_endpoint: false,
+        })),
+        Err(crate::dcs::CredentialsError::Missing) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Everything `run` starts, for the binary and for in-process tests (e2e).
+pub struct Operator {
+    pub shared: Arc<Shared>,
+    pub simulator: Option<SimHandle>,
+}
+
+pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow::Result<Operator> {
+    let mut config = ClientConfig {
+        timeout: args.dcs_timeout,
+        ..ClientConfig::default()
+    };
+    if let Some(path) = &args.dcs_ca_file {
+        config.extra_root_certificates_pem =
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
+    let dcs = DcsClient::new(config, clock.clone())?;
+    let mut defaults = SpecDefaults {
+        region: args.default_region.clone(),
+        endpoint: None,
+        poll_interval: args.default_poll_interval,
+    };
+    let mut default_credentials = default_credentials(args)?;
+    let mut simulator = None;
+    if let Some(path) = &args.simulator {
+        let instances = load_instances(path)?;
+        let sim_config = SimConfig {
+            instances,
+            ..SimConfig::with_default_keys()
+        };
+        let handle = Simulator::start(sim_config, "127.0.0.1:0".parse()?, clock.clone()).await?;
+        info!(endpoint = %handle.base_url(), "demo mode: DCS simulator started in-process");
+        defaults.endpoint = Some(handle.endpoint());
+        // The simulator's keys are fake; any namespace may use them, only towards it.
+        default_credentials = Some(DefaultCredentials {
+            source: DefaultCredentialsSource::Static(FoundCredentials {
+                credentials: Credentials::access_key(
+                    SimConfig::DEFAULT_ACCESS_KEY,
+                    SecretString::new(SimConfig::DEFAULT_SECRET_KEY),
+                    None,
+                ),
+                project_id: None,
+            }),
+            namespaces: None,
+            for_operator_default_endpoint: true,
+        });
+        simulator = Some(handle);
+    }
+    let shared = Arc::new(Shared {
+        client,
+        dcs,
+        clock,
+        observations: ObservationStore::default(),
+        auth_gate: AuthGate::default(),
+        defaults,
+        credentials: CredentialsResolver::new(default_credentials),
+    });
+    Ok(Operator { shared, simulator })
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+    check_api_served(&client).await?;
+    let operator = build(client, &args, Arc::new(SystemClock)).await?;
+    info!(namespaces = ?args.namespaces, "dcs-operator running");
+    controller::run(
+        operator.shared.clone(),
+        args.namespaces.clone(),
+        crate::simulate::shutdown_signal(),
+    )
+    .await;
+    if let Some(simulator) = operator.simulator {
+        simulator.shutdown().await;
+    }
+    info!("dcs-operator stopped");
+    Ok(())
+}
