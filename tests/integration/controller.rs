@@ -1,0 +1,470 @@
+//! Controller tests against a mocked Kubernetes API server (the kube-rs controller-rs
+//! ApiServerVerifier pattern: each expected request is asserted in order) and the DCS
+//! simulator over real loopback HTTP. Counts, never wall-clock times.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcs_operator::clock::SystemClock;
+use dcs_operator::controller::resolve::SpecDefaults;
+use dcs_operator::controller::secrets::CredentialsResolver;
+use dcs_operator::controller::store::{AuthGate, ObservationStore};
+use dcs_operator::controller::{Context, Shared, reconcile};
+use dcs_operator::crd::{DcsInstance, DcsInstanceSpec, DcsInstanceStatus, LocalSecretReference};
+use dcs_operator::dcs::sim::{SimConfig, SimHandle, SimInstance, Simulator};
+use dcs_operator::dcs::{ClientConfig, DcsClient};
+use http::{Request, Response};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::client::Body;
+use kube::core::PartialObjectMetaExt;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const INSTANCE: &str = "68d5745e-6af2-40e4-945d-fe449be00148";
+const NS: &str = "default";
+const UID: &str = "11111111-2222-3333-4444-555555555555";
+
+type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+async fn simulator() -> SimHandle {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in [
+        ("instance_id", json!(INSTANCE)),
+        ("name", json!("dcs-a11e")),
+        ("engine", json!("Redis")),
+        ("engine_version", json!("6.0")),
+        ("capacity", json!(2)),
+        ("ip", json!("192.168.3.100")),
+        ("port", json!(6379)),
+        ("status", json!("RUNNING")),
+        ("max_memory", json!(1536)),
+    ] {
+        fields.insert(key.into(), value);
+    }
+    let config = SimConfig {
+        instances: vec![SimInstance::new(PROJECT, fields, Vec::new())],
+        ..SimConfig::with_default_keys()
+    };
+    Simulator::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+}
+
+fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -> DcsInstance {
+    let mut obj = DcsInstance::new(
+        "cache",
+        DcsInstanceSpec {
+            instance_id: INSTANCE.into(),
+            project_id: Some(PROJECT.into()),
+            region: None,
+            endpoint: Some(sim.base_url()),
+            credentials_secret_ref: Some(LocalSecretReference {
+                name: "creds".into(),
+            }),
+            password_secret_ref: None,
+            connection_secret: None,
+            poll_interval: None,
+        },
+    );
+    obj.meta_mut().namespace = Some(NS.into());
+    obj.meta_mut().uid = Some(UID.into());
+    obj.meta_mut().generation = Some(1);
+    obj.meta_mut().resource_version = Some("100".into());
+    obj.status = status;
+    obj
+}
+
+fn credentials_secret() -> Secret {
+    let mut data = std::collections::BTreeMap::new();
+    data.insert(
+        "accessKey".to_string(),
+        ByteString(SimConfig::DEFAULT_ACCESS_KEY.into()),
+    );
+    data.insert(
+        "secretKey".to_string(),
+        ByteString(SimConfig::DEFAULT_SECRET_KEY.into()),
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("creds".into()),
+            namespace: Some(NS.into()),
+            resource_version: Some("7".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    handle: ApiServerHandle,
+    sim: SimHandle,
+}
+
+async fn harness() -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, NS);
+    let sim = simulator().await;
+    let shared = Arc::new(Shared {
+        client,
+        dcs: DcsClient::new(ClientConfig::default(), Arc::new(SystemClock)).unwrap(),
+        clock: Arc::new(SystemClock),
+        observations: ObservationStore::default(),
+        auth_gate: AuthGate::default(),
+        defaults: SpecDefaults {
+            poll_interval: Duration::from_secs(60),
+            ..SpecDefaults::default()
+        },
+        credentials: CredentialsResolver::new(None),
+    });
+    Harness {
+        ctx: Arc::new(Context::new(shared)),
+        handle,
+        sim,
+    }
+}
+
+fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    );
+}
+
+fn not_found(name: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+           "message": format!("secrets \"{name}\" not found"), "code": 404})
+}
+
+async fn expect(
+    handle: &mut ApiServerHandle,
+    method: &str,
+    path: &str,
+) -> (
+    Request<Body>,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request; expected {method} {path}"))
+        .expect("the client hung up");
+    assert_eq!(request.method().as_str(), method, "{}", request.uri());
+    assert_eq!(request.uri().path(), path);
+    (request, send)
+}
+
+async fn body_json(request: Request<Body>) -> Value {
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Asserts that no further request reaches the API server.
+async fn expect_nothing_more(handle: &mut ApiServerHandle) {
+    if let Ok(Some((request, _))) =
+        tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
+    {
+        panic!("unexpected request {} {}", request.method(), request.uri());
+    }
+}
+
+const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+const STATUS: &str = "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache/status";
+
+/// The first reconcile: credentials read, one DCS call, Secret created by POST, status applied.
+/// Returns the applied status and the created Secret.
+async fn first_reconcile(h: &mut Harness) -> (DcsInstanceStatus, Secret) {
+    let obj = Arc::new(dcs_instance(&h.sim, None));
+    let ctx = h.ctx.clone();
+    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(
+        send,
+        200,
+        serde_json::to_value(credentials_secret()).unwrap(),
+    );
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    respond(send, 404, not_found("cache-dcs"));
+    let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
+    let created = body_json(request).await;
+    respond(send, 201, created.clone());
+    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
+    assert!(
+        request
+            .uri()
+            .query()
+            .unwrap()
+            .contains("fieldManager=dcs-operator")
+    );
+    assert!(request.uri().query().unwrap().contains("force=true"));
+    let applied = body_json(request).await;
+    let mut echoed = serde_json::to_value(dcs_instance(&h.sim, None)).unwrap();
+    echoed["status"] = applied["status"].clone();
+    respond(send, 200, echoed);
+    task.await.unwrap().unwrap();
+    (
+        serde_json::from_value(applied["status"].clone()).unwrap(),
+        serde_json::from_value(created).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_the_secret_and_applies_status() {
+    let mut h = harness().await;
+    let (status, secret) = first_reconcile(&mut h).await;
+    assert_eq!(status.status.as_deref(), Some("RUNNING"));
+    assert_eq!(status.ip.as_deref(), Some("192.168.3.100"));
+    assert_eq!(status.port, Some(6379));
+    assert_eq!(status.capacity.as_deref(), Some("2Gi"));
+    assert_eq!(status.connection_secret_name.as_deref(), Some("cache-dcs"));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Running")
+    );
+    assert_eq!(secret.type_.as_deref(), Some("servicebinding.io/redis"));
+    let owner: &OwnerReference = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.uid.as_str(), owner.controller), (UID, Some(true)));
+    assert_eq!(secret.data.as_ref().unwrap()["host"].0, b"192.168.3.100");
+    assert_eq!(h.sim.state().counters().requests_for("show_v1"), 1);
+    expect_nothing_more(&mut h.handle).await;
+}
+
+#[tokio::test]
+async fn unchanged_means_no_write_and_own_writes_cost_no_dcs_call() {
+    let mut h = harness().await;
+    let (status, secret) = first_reconcile(&mut h).await;
+    // The watches now hold what we wrote: the owned Secret and the credentials' metadata.
+    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
+    let mut stored_secret = secret.clone();
+    stored_secret.metadata.resource_version = Some("200".into());
+    owned_writer.apply_watcher_event(&watcher::Event::Apply(stored_secret));
+    let (metadata_reader, mut metadata_writer) = reflector::store();
+    metadata_writer.apply_watcher_event(&watcher::Event::Apply(
+        credentials_secret()
+            .metadata
+            .into_response_partial::<Secret>(),
+    ));
+    // The credentials cache is warm from the first reconcile (same resourceVersion 7).
+    let ctx = Arc::new(Context {
+        shared: h.ctx.shared.clone(),
+        owned_secrets: Some(owned_reader),
+        secret_metadata: Some(metadata_reader),
+    });
+    // Reconciles triggered by our own status and Secret writes: ten of them.
+    for _ in 0..10 {
+        let obj = Arc::new(dcs_instance(&h.sim, Some(status.clone())));
+        reconcile(obj, ctx.clone()).await.unwrap();
+    }
+    expect_nothing_more(&mut h.handle).await;
+    assert_eq!(
+        h.sim.state().counters().requests_for("show_v1"),
+        1,
+        "no DCS call after the first"
+    );
+}
+
+#[tokio::test]
+async fn without_caches_an_unchanged_secret_is_read_but_never_written() {
+    let mut h = harness().await;
+    let (status, secret) = first_reconcile(&mut h).await;
+    let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
+    let ctx = h.ctx.clone();
+    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(
+        send,
+        200,
+        serde_json::to_value(credentials_secret()).unwrap(),
+    );
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    respond(send, 200, serde_json::to_value(secret).unwrap());
+    task.await.unwrap().unwrap();
+    expect_nothing_more(&mut h.handle).await;
+}
+
+#[tokio::test]
+async fn an_ip_change_patches_the_secret_and_status_once() {
+    let mut h = harness().await;
+    let (status, secret) = first_reconcile(&mut h).await;
+    let mut set = serde_json::Map::new();
+    set.insert("ip".into(), json!("192.168.3.200"));
+    assert!(h.sim.state().update_instance(PROJECT, INSTANCE, set));
+    // A fresh store means the next reconcile observes again (as after a poll interval).
+    let shared = Arc::new(Shared {
+        client: h.ctx.shared.client.clone(),
+        dcs: h.ctx.shared.dcs.clone(),
+        clock: Arc::new(SystemClock),
+        observations: ObservationStore::default(),
+        auth_gate: AuthGate::default(),
+        defaults: h.ctx.shared.defaults.clone(),
+        credentials: CredentialsResolver::new(None),
+    });
+    let ctx = Arc::new(Context::new(shared));
+    let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
+    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(
+        send,
+        200,
+        serde_json::to_value(credentials_secret()).unwrap(),
+    );
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    let mut existing = secret.clone();
+    existing.metadata.uid = Some("secret-uid".into());
+    existing.metadata.resource_version = Some("200".into());
+    respond(send, 200, serde_json::to_value(&existing).unwrap());
+    let (request, send) = expect(&mut h.handle, "PATCH", &format!("{SECRETS}/cache-dcs")).await;
+    let patch = body_json(request).await;
+    // Optimistic concurrency: the patch names the uid and resourceVersion it was based on.
+    assert_eq!(patch["metadata"]["uid"], "secret-uid");
+    assert_eq!(patch["metadata"]["resourceVersion"], "200");
+    assert_eq!(
+        patch["data"]["host"],
+        json!(ByteString(b"192.168.3.200".to_vec()))
+    );
+    respond(send, 200, serde_json::to_value(&existing).unwrap());
+    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
+    let applied = body_json(request).await;
+    assert_eq!(applied["status"]["ip"], "192.168.3.200");
+    respond(
+        send,
+        200,
+        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
+    );
+    task.await.unwrap().unwrap();
+    expect_nothing_more(&mut h.handle).await;
+}
+
+#[tokio::test]
+async fn a_foreign_secret_is_never_touched() {
+    let mut h = harness().await;
+    let obj = Arc::new(dcs_instance(&h.sim, None));
+    let ctx = h.ctx.clone();
+    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(
+        send,
+        200,
+        serde_json::to_value(credentials_secret()).unwrap(),
+    );
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("cache-dcs".into()),
+            namespace: Some(NS.into()),
+            resource_version: Some("5".into()),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    };
+    respond(send, 200, serde_json::to_value(foreign).unwrap());
+    // No POST, no PATCH of the Secret: straight to status.
+    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
+    let applied = body_json(request).await;
+    let ready = applied["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SecretConflict");
+    assert!(applied["status"].get("connectionSecretName").is_none());
+    respond(
+        send,
+        200,
+        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
+    );
+    task.await.unwrap().unwrap();
+    expect_nothing_more(&mut h.handle).await;
+}
+
+#[tokio::test]
+async fn missing_credentials_secret_says_so_and_calls_no_dcs() {
+    let mut h = harness().await;
+    let obj = Arc::new(dcs_instance(&h.sim, None));
+    let ctx = h.ctx.clone();
+    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(send, 404, not_found("creds"));
+    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
+    let applied = body_json(request).await;
+    let conditions = applied["status"]["conditions"].as_array().unwrap();
+    for type_ in ["Ready", "Synced"] {
+        let c = conditions.iter().find(|c| c["type"] == type_).unwrap();
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "CredentialsNotFound");
+        assert!(c["message"].as_str().unwrap().contains("creds"));
+    }
+    respond(
+        send,
+        200,
+        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
+    );
+    task.await.unwrap().unwrap();
+    expect_nothing_more(&mut h.handle).await;
+    assert_eq!(h.sim.state().counters().requests_for("show_v1"), 0);
+}
+
+#[tokio::test]
+async fn wrong_secret_key_is_tried_once_per_five_minutes_across_instances() {
+    let mut h = harness().await;
+    let mut wrong = credentials_secret();
+    wrong.data.as_mut().unwrap().insert(
+        "secretKey".into(),
+        ByteString(b"not-the-secret-key".to_vec()),
+    );
+    for round in 0..5 {
+        let mut obj = dcs_instance(&h.sim, None);
+        // Different DcsInstances (and namespaces' worth of objects) share one access key.
+        obj.meta_mut().name = Some(format!("cache{round}"));
+        obj.meta_mut().uid = Some(format!("uid-{round}"));
+        let ctx = h.ctx.clone();
+        let task = tokio::spawn(async move { reconcile(Arc::new(obj), ctx).await });
+        let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
+        respond(send, 200, serde_json::to_value(&wrong).unwrap());
+        let status_path = format!(
+            "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache{round}/status"
+        );
+        let (request, send) = expect(&mut h.handle, "PATCH", &status_path).await;
+        let applied = body_json(request).await;
+        let synced = applied["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Synced")
+            .unwrap()
+            .clone();
+        assert_eq!(synced["reason"], "Unauthorized");
+        respond(
+            send,
+            200,
+            serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
+        );
+        task.await.unwrap().unwrap();
+    }
+    let counters = h.sim.state().counters();
+    assert_eq!(
+        counters.requests_for("show_v1"),
+        1,
+        "one signed attempt for five DcsInstances"
+    );
+    assert_eq!(counters.lockouts, 0);
+}
