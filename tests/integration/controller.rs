@@ -112,13 +112,17 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with_clock(Arc::new(SystemClock)).await
+}
+
+async fn harness_with_clock(clock: dcs_operator::clock::SharedClock) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let sim = simulator().await;
     let shared = Arc::new(Shared {
         client,
-        dcs: DcsClient::new(ClientConfig::default(), Arc::new(SystemClock)).unwrap(),
-        clock: Arc::new(SystemClock),
+        dcs: DcsClient::new(ClientConfig::default(), clock.clone()).unwrap(),
+        clock,
         observations: ObservationStore::default(),
         auth_gate: AuthGate::default(),
         defaults: SpecDefaults {
@@ -467,4 +471,66 @@ async fn wrong_secret_key_is_tried_once_per_five_minutes_across_instances() {
         "one signed attempt for five DcsInstances"
     );
     assert_eq!(counters.lockouts, 0);
+}
+
+#[tokio::test]
+async fn poll_ticks_follow_the_injected_clock() {
+    let clock = dcs_operator::clock::ManualClock::new(chrono::Utc::now());
+    let mut h = harness_with_clock(Arc::new(clock.clone())).await;
+    let (status, secret) = first_reconcile(&mut h).await;
+    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
+    owned_writer.apply_watcher_event(&watcher::Event::Apply(secret));
+    let (metadata_reader, mut metadata_writer) = reflector::store();
+    metadata_writer.apply_watcher_event(&watcher::Event::Apply(
+        credentials_secret()
+            .metadata
+            .into_response_partial::<Secret>(),
+    ));
+    let ctx = Arc::new(Context {
+        shared: h.ctx.shared.clone(),
+        owned_secrets: Some(owned_reader),
+        secret_metadata: Some(metadata_reader),
+    });
+    let calls = || h.sim.state().counters().requests_for("show_v1");
+    // Within the 60 s poll interval (plus at most 6 s of jitter): no DCS call.
+    for step in [10, 10, 9] {
+        clock.advance(chrono::TimeDelta::seconds(step));
+        reconcile(
+            Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
+            ctx.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(calls(), 1);
+    clock.advance(chrono::TimeDelta::seconds(30)); // 59 s after the first observation
+    reconcile(
+        Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls(), 1);
+    clock.advance(chrono::TimeDelta::seconds(8)); // 67 s: due
+    reconcile(
+        Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls(), 2);
+    // Nothing changed in DCS: the due poll wrote nothing to Kubernetes.
+    expect_nothing_more(&mut h.handle).await;
+    // Five more ticks: one DCS call each, still no writes.
+    for _ in 0..5 {
+        clock.advance(chrono::TimeDelta::seconds(67));
+        reconcile(
+            Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
+            ctx.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(calls(), 7);
+    expect_nothing_more(&mut h.handle).await;
 }
