@@ -1,0 +1,820 @@
+//! End-to-end test against a real Kubernetes API server.
+//!
+//! Ignored by default: it needs the cluster the current kubeconfig names (or the
+//! in-cluster configuration). With kind:
+//!
+//! ```text
+//! kind create cluster && cargo test --test e2e -- --ignored --nocapture
+//! ```
+//!
+//! What it does, all in-process (no kubectl, no helm):
+//!
+//! 1. installs the DcsInstance CRD from `DcsInstance::crd()` with server-side apply
+//!    (field manager `dcs-operator-e2e`, forced) and waits until it is Established
+//!    and API discovery serves it. The CRD is LEFT INSTALLED afterwards: deleting it
+//!    would delete every DcsInstance in the cluster, including ones this test did
+//!    not create. Remove it by hand (`kubectl delete crd dcsinstances.dcs.operator.dev`).
+//! 2. creates a fresh namespace `dcs-e2e-<random>` and checks the API server refuses
+//!    a DcsInstance naming both region and endpoint (the CEL rule, 422 Invalid);
+//! 3. starts the operator in demo mode (the DCS simulator in-process, with its own
+//!    instance file written to the temp directory) watching only that namespace,
+//!    with a 10s default poll interval;
+//! 4. applies DcsInstances and checks their status, conditions, connection Secrets,
+//!    printer columns (the server-side Table), a CREATING -> RUNNING transition, an
+//!    IP change made in the simulator, and that nothing is rewritten while nothing
+//!    changes (resourceVersions stay put over three poll intervals);
+//! 5. cleans up whatever happens: stops the operator and the simulator, deletes the
+//!    namespace (and with it the DcsInstances and Secrets) and the temp file.
+//!
+//! Set RUST_LOG (e.g. `RUST_LOG=dcs_operator=debug`) to see the operator's logs.
+//!
+//! Two small tests here need no cluster and run with plain `cargo test`: the instance
+//! file this test writes parses as the scenario expects, and the manifests in
+//! `examples/` agree with each other and with `examples/sim-instances.yaml`.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use dcs_operator::cli::RunArgs;
+use dcs_operator::clock::SystemClock;
+use dcs_operator::controller;
+use dcs_operator::crd::{Condition, DcsInstance, GROUP, VERSION};
+use dcs_operator::dcs::sim::SimHandle;
+use dcs_operator::run::{build, check_api_served};
+
+const FIELD_MANAGER: &str = "dcs-operator-e2e";
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The simulated instances, one per scenario.
+const RUNNING_ID: &str = "e2e00001-0000-4000-8000-000000000001";
+const CREATING_ID: &str = "e2e00002-0000-4000-8000-000000000002";
+const CLUSTER_ID: &str = "e2e00003-0000-4000-8000-000000000003";
+
+/// The DcsInstance names that point at them.
+const RUNNING: &str = "running";
+const CREATING: &str = "creating";
+const CLUSTER: &str = "cluster";
+
+const INSTANCES_FILE: &str = r#"# Written by tests/e2e.rs for the in-process simulator.
+instances:
+  - project_id: 0123456789abcdef0123456789abcdef
+    instance_id: e2e00001-0000-4000-8000-000000000001
+    name: e2e-running
+    engine: Redis
+    engine_version: "6.0"
+    capacity: 2
+    capacity_minor: ""
+    ip: 10.0.0.10
+    port: 6379
+    status: RUNNING
+    sub_status: normal
+    max_memory: 1536
+    used_memory: 10
+    resource_spec_code: redis.single.xu1.large.2
+    cache_mode: single
+    charging_mode: 0
+    available_zones: [d539378ec1314c85b76fefa3f7071458]
+    created_at: "2024-01-15T08:30:00.000Z"
+
+  - project_id: 0123456789abcdef0123456789abcdef
+    instance_id: e2e00002-0000-4000-8000-000000000002
+    name: e2e-creating
+    engine: Redis
+    engine_version: "6.0"
+    capacity: 4
+    capacity_minor: ""
+    ip: ""
+    port: 6379
+    status: CREATING
+    max_memory: 3277
+    used_memory: 0
+    resource_spec_code: redis.ha.xu1.large.r2.4
+    cache_mode: ha
+    charging_mode: 0
+    available_zones: [d539378ec1314c85b76fefa3f7071458]
+    created_at: "2024-03-01T09:00:00.000Z"
+    transitions:
+      - after: 15s
+        set: {status: RUNNING, sub_status: normal, ip: 10.0.0.40, used_memory: 3}
+
+  - project_id: 0123456789abcdef0123456789abcdef
+    instance_id: e2e00003-0000-4000-8000-000000000003
+    name: e2e-cluster
+    engine: Redis
+    engine_version: "5.0"
+    capacity: 64
+    capacity_minor: ""
+    ip: 10.0.1.1,10.0.1.2,10.0.1.3
+    port: 6379
+    status: RUNNING
+    sub_status: normal
+    max_memory: 65536
+    used_memory: 20480
+    resource_spec_code: redis.cluster.xu1.large.shard.4.64
+    cache_mode: cluster
+    sharding_count: 4
+    charging_mode: 0
+    available_zones: [d539378ec1314c85b76fefa3f7071458]
+    created_at: "2023-11-20T02:00:10.500Z"
+"#;
+
+/// What each Ready instance must end up looking like.
+struct Expected {
+    name: &'static str,
+    ip: &'static str,
+    addresses: &'static [&'static str],
+    capacity: &'static str,
+    engine_version: &'static str,
+}
+
+const EXPECTED: &[Expected] = &[
+    Expected {
+        name: RUNNING,
+        ip: "10.0.0.10",
+        addresses: &["10.0.0.10"],
+        capacity: "2Gi",
+        engine_version: "6.0",
+    },
+    Expected {
+        name: CREATING,
+        ip: "10.0.0.40",
+        addresses: &["10.0.0.40"],
+        capacity: "4Gi",
+        engine_version: "6.0",
+    },
+    Expected {
+        name: CLUSTER,
+        ip: "10.0.1.1,10.0.1.2,10.0.1.3",
+        addresses: &["10.0.1.1", "10.0.1.2", "10.0.1.3"],
+        capacity: "64Gi",
+        engine_version: "5.0",
+    },
+];
+
+/// Tests in this file share one cluster: never run two at once.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: cargo test --test e2e -- --ignored"]
+async fn operator_against_a_real_cluster() {
+    let _serial = SERIAL.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+
+    let client = Client::try_default()
+        .await
+        .expect("no Kubernetes configuration: point the current kubeconfig at a test cluster");
+    install_crd(&client).await;
+
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = format!("dcs-e2e-{}", &suffix[..8]);
+    let mut env = Env {
+        client: client.clone(),
+        instances_file: std::env::temp_dir().join(format!("{namespace}-instances.yaml")),
+        namespace,
+        stop: None,
+        controller: None,
+        simulator: None,
+    };
+    step(&format!("creating namespace {}", env.namespace));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {
+                    "name": env.namespace,
+                    "labels": {"app.kubernetes.io/created-by": FIELD_MANAGER},
+                },
+            }))
+            .expect("a Namespace"),
+        )
+        .await
+        .expect("cannot create the test namespace");
+
+    // Whatever happens in the scenario, clean up before reporting it.
+    let outcome = AssertUnwindSafe(scenario(&mut env)).catch_unwind().await;
+    env.cleanup().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// What the scenario started, so cleanup can stop it even after a failed assertion.
+struct Env {
+    client: Client,
+    namespace: String,
+    instances_file: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    controller: Option<JoinHandle<()>>,
+    simulator: Option<SimHandle>,
+}
+
+impl Env {
+    async fn cleanup(&mut self) {
+        step("cleanup: stopping the operator and the simulator");
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut controller) = self.controller.take()
+            && tokio::time::timeout(Duration::from_secs(15), &mut controller)
+                .await
+                .is_err()
+        {
+            eprintln!("e2e: the controller did not stop within 15s; aborting it");
+            controller.abort();
+        }
+        if let Some(simulator) = self.simulator.take() {
+            simulator.shutdown().await;
+        }
+        let _ = std::fs::remove_file(&self.instances_file);
+
+        step(&format!("cleanup: deleting namespace {}", self.namespace));
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces
+            .delete(&self.namespace, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {
+                // Best effort: wait a while so back-to-back runs do not pile up.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    match namespaces.get_opt(&self.namespace).await {
+                        Ok(None) => return,
+                        Ok(Some(_)) | Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
+                }
+                eprintln!(
+                    "e2e: namespace {} is still terminating; it will go on its own",
+                    self.namespace
+                );
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => eprintln!("e2e: cannot delete namespace {}: {error}", self.namespace),
+        }
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("e2e: {what}");
+}
+
+/// Installs (or updates) the CRD and waits until it is Established and discovered.
+async fn install_crd(client: &Client) {
+    step("installing the DcsInstance CRD (server-side apply)");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = DcsInstance::crd();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("cannot apply the DcsInstance CRD (does the kubeconfig user have cluster-admin?)");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD was not Established within 60s")
+    .expect("watching the CRD failed");
+    eventually(
+        "API discovery serves dcsinstances",
+        Duration::from_secs(60),
+        || async {
+            check_api_served(client)
+                .await
+                .map_err(|error| format!("{error:#}"))
+        },
+    )
+    .await;
+}
+
+async fn scenario(env: &mut Env) {
+    let client = env.client.clone();
+    let ns = env.namespace.clone();
+    let instances: Api<DcsInstance> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+
+    invalid_spec_is_refused(&instances).await;
+
+    step("starting the operator in demo mode");
+    std::fs::write(&env.instances_file, INSTANCES_FILE).expect("cannot write the instances file");
+    let args = RunArgs {
+        namespaces: vec![ns.clone()],
+        default_region: None,
+        default_poll_interval: POLL_INTERVAL,
+        credentials_dir: None,
+        default_credentials_namespaces: Vec::new(),
+        simulator: Some(env.instances_file.clone()),
+        dcs_ca_file: None,
+        dcs_timeout: Duration::from_secs(20),
+    };
+    let operator = build(client.clone(), &args, Arc::new(SystemClock))
+        .await
+        .expect("cannot build the operator");
+    env.simulator = Some(
+        operator
+            .simulator
+            .expect("demo mode starts a simulator (RunArgs.simulator is set)"),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    env.stop = Some(stop);
+    env.controller = Some(tokio::spawn(controller::run(
+        operator.shared.clone(),
+        vec![ns.clone()],
+        async move {
+            let _ = stopped.await;
+        },
+    )));
+
+    step("applying DcsInstances");
+    for (name, id) in [
+        (RUNNING, RUNNING_ID),
+        (CREATING, CREATING_ID),
+        (CLUSTER, CLUSTER_ID),
+    ] {
+        apply_instance(&instances, name, id).await;
+    }
+
+    // The simulator flips CREATING to RUNNING 15s after it started: look now.
+    step("CREATING instance: Ready=False reason Creating");
+    eventually(
+        "the CREATING instance to report Creating",
+        Duration::from_secs(14),
+        || {
+            let instances = instances.clone();
+            async move {
+                let object = instances.get(CREATING).await.map_err(|e| e.to_string())?;
+                let status = object.status.clone().unwrap_or_default();
+                expect_eq("status.status", status.status.as_deref(), Some("CREATING"))?;
+                let ready = condition(&object, "Ready")?;
+                expect_eq("Ready.status", ready.status.as_str(), "False")?;
+                expect_eq("Ready.reason", ready.reason.as_str(), "Creating")?;
+                let synced = condition(&object, "Synced")?;
+                expect_eq("Synced.status", synced.status.as_str(), "True")?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+
+    step("every instance becomes Ready with its status and connection Secret");
+    for expected in EXPECTED {
+        eventually(
+            &format!("{} to be Ready", expected.name),
+            Duration::from_secs(60),
+            || check_ready(&instances, &secrets, expected, expected.ip),
+        )
+        .await;
+    }
+
+    step("printer columns (server-side Table)");
+    check_table(&client, &ns).await;
+
+    step("an IP change in DCS reaches status.ip and the Secret's host");
+    let mut set = serde_json::Map::new();
+    set.insert("ip".into(), Value::from("10.9.9.9"));
+    assert!(
+        env.simulator
+            .as_ref()
+            .expect("simulator")
+            .state()
+            .update_instance(PROJECT, RUNNING_ID, set),
+        "the simulator does not know {RUNNING_ID}"
+    );
+    let moved = Expected {
+        name: RUNNING,
+        ip: "10.9.9.9",
+        addresses: &["10.9.9.9"],
+        capacity: "2Gi",
+        engine_version: "6.0",
+    };
+    eventually("the new IP in status and Secret", POLL_INTERVAL * 3, || {
+        check_ready(&instances, &secrets, &moved, moved.ip)
+    })
+    .await;
+
+    step("no churn: nothing is rewritten over three poll intervals");
+    let before = resource_versions(&instances, &secrets).await;
+    // Poll intervals carry up to 10% jitter; add a margin on top.
+    tokio::time::sleep(POLL_INTERVAL * 3 + POLL_INTERVAL / 2 + Duration::from_secs(3)).await;
+    let after = resource_versions(&instances, &secrets).await;
+    assert_eq!(
+        before, after,
+        "resourceVersions changed although nothing in DCS did (left: before, right: after)"
+    );
+    // The operator kept polling meanwhile (else the no-churn check proves nothing).
+    for expected in [&moved, &EXPECTED[1], &EXPECTED[2]] {
+        check_ready(&instances, &secrets, expected, expected.ip)
+            .await
+            .unwrap_or_else(|error| panic!("{} after the quiet period: {error}", expected.name));
+    }
+    step("all checks passed");
+}
+
+/// The CEL rule `!(has(self.region) && has(self.endpoint))` is enforced by the API server.
+async fn invalid_spec_is_refused(instances: &Api<DcsInstance>) {
+    step("a DcsInstance with both region and endpoint is refused (CEL)");
+    let object: DcsInstance = serde_json::from_value(json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "DcsInstance",
+        "metadata": {"name": "both-region-and-endpoint"},
+        "spec": {
+            "instanceId": RUNNING_ID,
+            "projectId": PROJECT,
+            "region": "cn-north-4",
+            "endpoint": "https://dcs.cn-north-4.example.com",
+        },
+    }))
+    .expect("a DcsInstance");
+    match instances.create(&PostParams::default(), &object).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "expected 422 Invalid, got {status:?}");
+            assert!(
+                status
+                    .message
+                    .contains("at most one of region and endpoint"),
+                "the refusal should quote the CEL rule's message: {status:?}"
+            );
+        }
+        Err(error) => panic!("expected 422 Invalid, got {error}"),
+        Ok(created) => panic!(
+            "the API server accepted a DcsInstance with both region and endpoint: {:?}",
+            created.spec
+        ),
+    }
+}
+
+async fn apply_instance(instances: &Api<DcsInstance>, name: &str, instance_id: &str) {
+    let manifest = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "DcsInstance",
+        "metadata": {"name": name},
+        "spec": {"instanceId": instance_id, "projectId": PROJECT},
+    });
+    instances
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot apply DcsInstance {name}: {error}"));
+}
+
+/// Everything a Ready instance and its connection Secret must show.
+async fn check_ready(
+    instances: &Api<DcsInstance>,
+    secrets: &Api<Secret>,
+    expected: &Expected,
+    ip: &str,
+) -> Result<(), String> {
+    let name = expected.name;
+    let object = instances.get(name).await.map_err(|e| e.to_string())?;
+    let status = object
+        .status
+        .clone()
+        .ok_or_else(|| "no status yet".to_string())?;
+    expect_eq("status.status", status.status.as_deref(), Some("RUNNING"))?;
+    expect_eq("status.ip", status.ip.as_deref(), Some(ip))?;
+    expect_eq("status.port", status.port, Some(6379))?;
+    let addresses: Vec<String> = expected.addresses.iter().map(|a| a.to_string()).collect();
+    expect_eq(
+        "status.addresses",
+        status.addresses.as_ref(),
+        Some(&addresses),
+    )?;
+    expect_eq(
+        "status.capacity",
+        status.capacity.as_deref(),
+        Some(expected.capacity),
+    )?;
+    expect_eq("status.engine", status.engine.as_deref(), Some("Redis"))?;
+    expect_eq(
+        "status.engineVersion",
+        status.engine_version.as_deref(),
+        Some(expected.engine_version),
+    )?;
+    expect_eq("status.errorCode", status.error_code.as_deref(), None)?;
+    expect_eq(
+        "status.observedGeneration",
+        status.observed_generation,
+        object.metadata.generation,
+    )?;
+    let secret_name = format!("{name}-dcs");
+    expect_eq(
+        "status.connectionSecretName",
+        status.connection_secret_name.as_deref(),
+        Some(secret_name.as_str()),
+    )?;
+    expect_eq(
+        "status.binding.name",
+        status.binding.as_ref().map(|b| b.name.as_str()),
+        Some(secret_name.as_str()),
+    )?;
+    let ready = condition(&object, "Ready")?;
+    expect_eq("Ready.status", ready.status.as_str(), "True")?;
+    expect_eq("Ready.reason", ready.reason.as_str(), "Running")?;
+    let synced = condition(&object, "Synced")?;
+    expect_eq("Synced.status", synced.status.as_str(), "True")?;
+
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("Secret {secret_name} does not exist"))?;
+    expect_eq(
+        "Secret type",
+        secret.type_.as_deref(),
+        Some("servicebinding.io/redis"),
+    )?;
+    let host = expected.addresses[0];
+    let port = "6379";
+    for (key, value) in [
+        ("type", "redis".to_string()),
+        ("provider", "huaweicloud-dcs".to_string()),
+        ("host", host.to_string()),
+        ("port", port.to_string()),
+        ("uri", format!("redis://{host}:{port}")),
+        ("addresses", expected.addresses.join(",")),
+        ("engine", "Redis".to_string()),
+        ("engine-version", expected.engine_version.to_string()),
+    ] {
+        let found = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+        expect_eq(&format!("Secret data[{key}]"), found, Some(value))?;
+    }
+    expect_eq(
+        "Secret data[password] (no passwordSecretRef)",
+        secret.data.as_ref().and_then(|data| data.get("password")),
+        None,
+    )?;
+    let owner = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+        .ok_or_else(|| "the Secret has no controller ownerReference".to_string())?;
+    expect_eq("owner kind", owner.kind.as_str(), "DcsInstance")?;
+    expect_eq(
+        "owner apiVersion",
+        owner.api_version.clone(),
+        format!("{GROUP}/{VERSION}"),
+    )?;
+    expect_eq("owner name", owner.name.as_str(), name)?;
+    expect_eq(
+        "owner uid",
+        Some(owner.uid.as_str()),
+        object.metadata.uid.as_deref(),
+    )?;
+    expect_eq(
+        "Secret label app.kubernetes.io/managed-by",
+        secret
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("dcs-operator"),
+    )?;
+    Ok(())
+}
+
+/// The Table form `kubectl get` shows: column names and filled cells.
+async fn check_table(client: &Client, ns: &str) {
+    let request = http::Request::get(format!(
+        "/apis/{GROUP}/{VERSION}/namespaces/{ns}/dcsinstances"
+    ))
+    .header(
+        http::header::ACCEPT,
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .body(Vec::new())
+    .expect("a request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("cannot list DcsInstances as a Table");
+    let table: Value = serde_json::from_str(&text).expect("the Table is JSON");
+    assert_eq!(table["kind"], "Table", "not a Table: {text}");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("columnDefinitions")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect();
+    let wanted = ["Status", "IP", "Port", "Capacity", "Error", "Ready", "Age"];
+    // Name comes first, then the default columns in order (priority 1 ones may follow).
+    assert_eq!(
+        columns.get(1..1 + wanted.len()),
+        Some(&wanted[..]),
+        "printer columns: {columns:?}"
+    );
+    let index = |name: &str| columns.iter().position(|c| *c == name).unwrap();
+    let rows = table["rows"].as_array().expect("rows");
+    let row = rows
+        .iter()
+        .find(|row| row["object"]["metadata"]["name"] == RUNNING)
+        .unwrap_or_else(|| panic!("no row for {RUNNING}: {text}"));
+    let cells = row["cells"].as_array().expect("cells");
+    let cell = |name: &str| &cells[index(name)];
+    assert_eq!(cells[0], RUNNING, "Name cell: {cells:?}");
+    assert_eq!(cell("Status"), "RUNNING", "cells: {cells:?}");
+    assert_eq!(cell("IP"), "10.0.0.10", "cells: {cells:?}");
+    assert_eq!(cell("Port"), 6379, "cells: {cells:?}");
+    assert_eq!(cell("Capacity"), "2Gi", "cells: {cells:?}");
+    assert_eq!(cell("Ready"), "True", "cells: {cells:?}");
+    assert!(
+        cell("Age").as_str().is_some_and(|age| !age.is_empty()),
+        "Age cell: {cells:?}"
+    );
+    // No fault code: the cell is empty (null or "").
+    assert!(
+        cell("Error").is_null() || cell("Error") == "",
+        "Error cell: {cells:?}"
+    );
+}
+
+/// resourceVersion of every DcsInstance and Secret in the namespace, by kind/name.
+async fn resource_versions(
+    instances: &Api<DcsInstance>,
+    secrets: &Api<Secret>,
+) -> Vec<(String, String)> {
+    let mut versions = Vec::new();
+    for object in instances
+        .list(&Default::default())
+        .await
+        .expect("cannot list DcsInstances")
+    {
+        versions.push((
+            format!("DcsInstance/{}", object.name_any()),
+            object.resource_version().unwrap_or_default(),
+        ));
+    }
+    for object in secrets
+        .list(&Default::default())
+        .await
+        .expect("cannot list Secrets")
+    {
+        versions.push((
+            format!("Secret/{}", object.name_any()),
+            object.resource_version().unwrap_or_default(),
+        ));
+    }
+    versions.sort();
+    versions
+}
+
+fn condition(object: &DcsInstance, type_: &str) -> Result<Condition, String> {
+    object
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == type_)
+        .cloned()
+        .ok_or_else(|| format!("no {type_} condition yet"))
+}
+
+fn expect_eq<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    found: T,
+    wanted: T,
+) -> Result<(), String> {
+    if found == wanted {
+        Ok(())
+    } else {
+        Err(format!("{what}: found {found:?}, want {wanted:?}"))
+    }
+}
+
+/// Polls every second until `check` passes; fails with its last complaint on timeout.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(complaint) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {complaint}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Runs without a cluster: the simulator accepts the instance file the e2e test writes.
+#[test]
+fn instances_file_matches_the_scenario() {
+    let instances = dcs_operator::dcs::sim::parse_instances(INSTANCES_FILE)
+        .expect("the e2e instance file parses");
+    let ids: Vec<&str> = instances.iter().filter_map(|i| i.instance_id()).collect();
+    assert_eq!(ids, [RUNNING_ID, CREATING_ID, CLUSTER_ID]);
+    assert!(instances.iter().all(|i| i.project_id == PROJECT));
+    let creating = &instances[1];
+    assert_eq!(creating.fields["status"], "CREATING");
+    assert_eq!(creating.transitions.len(), 1);
+    assert_eq!(creating.transitions[0].after, Duration::from_secs(15));
+    assert_eq!(creating.transitions[0].set["status"], "RUNNING");
+    assert_eq!(instances[2].fields["ip"], EXPECTED[2].ip);
+    // The instance IDs must pass the CRD's pattern (lower-case UUIDs).
+    for id in ids {
+        assert!(
+            id.len() == 36
+                && id.chars().enumerate().all(|(n, c)| match n {
+                    8 | 13 | 18 | 23 => c == '-',
+                    _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+                }),
+            "{id} is not a lower-case UUID"
+        );
+    }
+}
+
+/// Runs without a cluster: the example DcsInstances read as DcsInstances, and the demo
+/// ones name instances of examples/sim-instances.yaml in the right project.
+#[test]
+fn examples_are_consistent() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let read = |name: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(root.join(name)).expect(name);
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|document| Value::deserialize(document).expect(name))
+            .collect()
+    };
+    let sim = dcs_operator::dcs::sim::load_instances(&root.join("sim-instances.yaml"))
+        .expect("examples/sim-instances.yaml");
+    let demo: Vec<DcsInstance> = read("demo-dcsinstance.yaml")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("a DcsInstance"))
+        .collect();
+    let mut statuses = Vec::new();
+    for instance in &demo {
+        let spec = &instance.spec;
+        assert!(spec.region.is_none() && spec.endpoint.is_none());
+        assert!(spec.credentials_secret_ref.is_none());
+        let found = sim
+            .iter()
+            .find(|s| s.instance_id() == Some(spec.instance_id.as_str()))
+            .unwrap_or_else(|| panic!("{} is not in sim-instances.yaml", spec.instance_id));
+        assert_eq!(spec.project_id.as_deref(), Some(found.project_id.as_str()));
+        statuses.push(found.fields["status"].clone());
+    }
+    assert_eq!(statuses, ["RUNNING", "CREATING"]);
+
+    let real: Vec<DcsInstance> = read("dcsinstance.yaml")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("a DcsInstance"))
+        .collect();
+    let spec = &real[0].spec;
+    assert!(spec.region.is_some() && spec.credentials_secret_ref.is_some());
+    assert!(spec.password_secret_ref.is_some());
+    assert_eq!(spec.poll_interval.as_deref(), Some("60s"));
+
+    let secrets = read("credentials-secret.yaml");
+    let credentials = &secrets[0]["stringData"];
+    for key in ["accessKey", "secretKey", "projectId"] {
+        assert!(
+            credentials[key].is_string(),
+            "credentials Secret lacks {key}"
+        );
+    }
+    let password = spec.password_secret_ref.as_ref().unwrap();
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s["metadata"]["name"] == password.name.as_str()
+                && s["stringData"][password.key.as_str()].is_string()),
+        "examples/credentials-secret.yaml lacks the password Secret dcsinstance.yaml names"
+    );
+
+    let deployment = read("app-deployment.yaml").remove(0);
+    let secret_name = format!("{}-dcs", demo[0].metadata.name.as_deref().unwrap());
+    let text = serde_json::to_string(&deployment).unwrap();
+    assert!(text.contains(&secret_name) && text.contains("/bindings/dcs"));
+}
