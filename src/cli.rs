@@ -115,6 +115,25 @@ pub struct RunArgs {
     /// Give up on one DCS request after this long.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub dcs_timeout: std::time::Duration,
+    /// Serve only DcsInstances matching this label selector (e.g. `shard=a`), so
+    /// several deployments can split a cluster.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a single writer among replicas through a Lease.
+    #[arg(long, default_value_t = false)]
+    pub leader_elect: bool,
+    /// Name of the Lease; give each sharded deployment its own.
+    #[arg(long, default_value = "dcs-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub lease_holder: Option<String>,
 }
 
 #[derive(Debug, Args)]

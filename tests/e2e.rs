@@ -49,7 +49,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use dcs_operator::cli::RunArgs;
+use clap::Parser as _;
+use dcs_operator::cli::{Cli, Command};
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller;
 use dcs_operator::crd::{Condition, DcsInstance, GROUP, VERSION};
@@ -321,15 +322,21 @@ async fn scenario(env: &mut Env) {
 
     step("starting the operator in demo mode");
     std::fs::write(&env.instances_file, INSTANCES_FILE).expect("cannot write the instances file");
-    let args = RunArgs {
-        namespaces: vec![ns.clone()],
-        default_region: None,
-        default_poll_interval: POLL_INTERVAL,
-        credentials_dir: None,
-        default_credentials_namespaces: Vec::new(),
-        simulator: Some(env.instances_file.clone()),
-        dcs_ca_file: None,
-        dcs_timeout: Duration::from_secs(20),
+    // Parsed like the command line, so the defaults are the binary's own.
+    let instances_file = env.instances_file.display().to_string();
+    let poll = format!("{}s", POLL_INTERVAL.as_secs());
+    let cli = Cli::parse_from([
+        "dcs-operator",
+        "run",
+        "--namespace",
+        ns.as_str(),
+        "--default-poll-interval",
+        poll.as_str(),
+        "--simulator",
+        instances_file.as_str(),
+    ]);
+    let Command::Run(args) = cli.command else {
+        panic!("not the run command")
     };
     let operator = build(client.clone(), &args, Arc::new(SystemClock))
         .await
