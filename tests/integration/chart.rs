@@ -1,0 +1,601 @@
+//! The Helm chart's committed renderings (tests/fixtures/chart, made by
+//! `bash .ci/render-chart` and compared with Helm's output by .ci/run) checked
+//! against the Kubernetes types: no unknown field, a restricted pod, only flags
+//! `dcs-operator run` accepts, and exactly the RBAC the operator needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use clap::Parser as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use dcs_operator::cli::{Cli, Command};
+
+const RELEASE_NAMESPACE: &str = "dcs-system";
+const SERVICE_ACCOUNT: &str = "dcs-operator";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The objects of a multi-document YAML file, as JSON (empty documents skipped).
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| {
+            Value::deserialize(document)
+                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+        })
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// Every rendering: (value-set name, objects).
+fn fixtures() -> Vec<(String, Vec<Value>)> {
+    let dir = root().join("tests/fixtures/chart");
+    let mut found: Vec<(String, Vec<Value>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, documents(&path))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+fn of_kind<T: DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .collect()
+}
+
+/// The Prometheus Operator's ServiceMonitor, as much of it as the chart uses.
+/// Refuses unknown fields outright (no k8s-openapi type exists for it).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitor {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: ServiceMonitorSpec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorSpec {
+    selector: LabelSelector,
+    endpoints: Vec<ServiceMonitorEndpoint>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorEndpoint {
+    port: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+}
+
+/// Deserializes into `T` and serializes again: k8s-openapi drops keys it does not
+/// know, so a misspelt field comes back missing and the two differ.
+fn round_trip_as<T: DeserializeOwned + Serialize>(object: &Value) -> Result<(), String> {
+    let typed: T = serde_path_to_error::deserialize(object.clone())
+        .map_err(|e| format!("does not deserialize: {e}"))?;
+    let again = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut differences = Vec::new();
+    diff("", object, &again, &mut differences);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "does not survive a round trip through its type: {}",
+            differences.join("; ")
+        ))
+    }
+}
+
+/// Checks one rendered object against the type of its kind.
+fn round_trip(object: &Value) -> Result<(), String> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    match (api_version, kind) {
+        ("apps/v1", "Deployment") => round_trip_as::<Deployment>(object),
+        ("v1", "ServiceAccount") => round_trip_as::<ServiceAccount>(object),
+        ("v1", "Service") => round_trip_as::<Service>(object),
+        ("v1", "ConfigMap") => round_trip_as::<ConfigMap>(object),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip_as::<ClusterRole>(object),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            round_trip_as::<ClusterRoleBinding>(object)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip_as::<Role>(object),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip_as::<RoleBinding>(object),
+        ("networking.k8s.io/v1", "NetworkPolicy") => round_trip_as::<NetworkPolicy>(object),
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => round_trip_as::<ServiceMonitor>(object),
+        _ => Err(format!(
+            "unknown kind {api_version}/{kind}: add its type to tests/integration/chart.rs"
+        )),
+    }
+}
+
+/// Paths where `before` and `after` differ ("<missing>" where a key was dropped).
+fn diff(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let here = format!("{path}.{key}");
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff(&here, x, y, out),
+                    (Some(x), None) => out.push(format!("{here}: {x} was dropped")),
+                    (None, Some(y)) => out.push(format!("{here}: {y} was added")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (n, (x, y)) in a.iter().zip(b).enumerate() {
+                diff(&format!("{path}[{n}]"), x, y, out);
+            }
+        }
+        _ if before == after => {}
+        _ => out.push(format!("{path}: {before} became {after}")),
+    }
+}
+
+fn describe(object: &Value) -> String {
+    format!(
+        "{} {}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+#[test]
+fn every_value_set_has_a_rendering() {
+    let mut wanted = BTreeSet::from(["default".to_string()]);
+    for entry in std::fs::read_dir(root().join("charts/dcs-operator/ci")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(set) = name.strip_suffix("-values.yaml") {
+            wanted.insert(set.to_string());
+        }
+    }
+    let found: BTreeSet<String> = fixtures().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(found, wanted, "run: bash .ci/render-chart");
+    assert!(found.len() >= 4, "default plus at least three value sets");
+}
+
+#[test]
+fn every_rendered_object_matches_its_schema() {
+    let mut checked = 0;
+    for (name, objects) in fixtures() {
+        assert!(!objects.is_empty(), "{name}.yaml renders nothing");
+        for object in &objects {
+            round_trip(object).unwrap_or_else(|e| panic!("{name}.yaml: {}: {e}", describe(object)));
+            checked += 1;
+        }
+    }
+    for object in documents(&root().join("tests/fixtures/rbac.yaml")) {
+        round_trip(&object).unwrap_or_else(|e| panic!("rbac.yaml: {}: {e}", describe(&object)));
+    }
+    assert!(checked > 20, "only {checked} objects checked");
+}
+
+#[test]
+fn a_misspelt_field_is_caught() {
+    let (_, objects) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "default")
+        .unwrap();
+    let mut deployment = objects
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    let spec = deployment["spec"]["template"]["spec"]
+        .as_object_mut()
+        .unwrap();
+    let containers = spec.remove("containers").unwrap();
+    spec.insert("containrs".into(), containers);
+    let error = round_trip(&deployment).unwrap_err();
+    assert!(error.contains("containrs"), "{error}");
+
+    // A misspelt key in a nested map (the pod's securityContext) as well.
+    let mut deployment = fixtures().remove(0).1;
+    let deployment = deployment
+        .iter_mut()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    let context = deployment["spec"]["template"]["spec"]["securityContext"]
+        .as_object_mut()
+        .unwrap();
+    let value = context.remove("runAsNonRoot").unwrap();
+    context.insert("runAsNonroot".into(), value);
+    let error = round_trip(deployment).unwrap_err();
+    assert!(error.contains("runAsNonroot"), "{error}");
+
+    // The ServiceMonitor type refuses unknown keys.
+    let monitor = serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {}, "endpoints": [{"port": "metrics", "intervall": "30s"}]},
+    });
+    let error = round_trip(&monitor).unwrap_err();
+    assert!(error.contains("intervall"), "{error}");
+
+    let unknown = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}});
+    assert!(round_trip(&unknown).unwrap_err().contains("unknown kind"));
+}
+
+#[test]
+fn the_chart_crd_is_the_committed_crd() {
+    let chart = std::fs::read(root().join("charts/dcs-operator/crds/dcsinstance.yaml")).unwrap();
+    let committed = std::fs::read(root().join("crds/dcsinstance.yaml")).unwrap();
+    assert!(
+        chart == committed,
+        "charts/dcs-operator/crds/dcsinstance.yaml differs from crds/dcsinstance.yaml: \
+         cp crds/dcsinstance.yaml charts/dcs-operator/crds/"
+    );
+}
+
+#[test]
+fn the_pod_meets_the_restricted_pod_security_standard() {
+    for (name, objects) in fixtures() {
+        let deployments: Vec<Deployment> = of_kind(&objects, "Deployment");
+        assert_eq!(deployments.len(), 1, "{name}.yaml");
+        let pod = deployments[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .unwrap();
+        let context = pod.security_context.as_ref().unwrap();
+        assert_eq!(context.run_as_non_root, Some(true), "{name}");
+        assert_eq!(context.run_as_user, Some(65532), "{name}");
+        assert_eq!(context.run_as_group, Some(65532), "{name}");
+        assert_eq!(
+            context.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{name}"
+        );
+        assert_eq!(pod.automount_service_account_token, Some(true), "{name}");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some(SERVICE_ACCOUNT),
+            "{name}"
+        );
+        for flag in [pod.host_network, pod.host_pid, pod.host_ipc] {
+            assert_ne!(flag, Some(true), "{name}: host namespaces");
+        }
+        // The restricted standard allows only these volume types.
+        for volume in pod.volumes.iter().flatten() {
+            assert!(
+                volume.secret.is_some() || volume.config_map.is_some(),
+                "{name}: volume {} is neither a Secret nor a ConfigMap",
+                volume.name
+            );
+        }
+        assert!(pod.init_containers.is_none() && pod.ephemeral_containers.is_none());
+        for container in &pod.containers {
+            let context = container.security_context.as_ref().unwrap();
+            assert_eq!(context.allow_privilege_escalation, Some(false), "{name}");
+            assert_eq!(context.read_only_root_filesystem, Some(true), "{name}");
+            assert_ne!(context.privileged, Some(true), "{name}");
+            assert_ne!(context.run_as_non_root, Some(false), "{name}");
+            let capabilities = context.capabilities.as_ref().unwrap();
+            assert_eq!(capabilities.drop, Some(vec!["ALL".to_string()]), "{name}");
+            assert!(capabilities.add.is_none(), "{name}: added capabilities");
+            let probe_path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+                let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap();
+                let port = match &get.port {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(p) => {
+                        p.clone()
+                    }
+                    other => panic!("{name}: probe on a port number {other:?}"),
+                };
+                (get.path.clone().unwrap_or_default(), port)
+            };
+            assert_eq!(
+                probe_path(&container.liveness_probe),
+                ("/healthz".to_string(), "metrics".to_string()),
+                "{name}"
+            );
+            assert_eq!(
+                probe_path(&container.readiness_probe),
+                ("/readyz".to_string(), "metrics".to_string()),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Every container argument is one `dcs-operator run` accepts, and the paths and
+/// port it names are the ones the pod provides.
+#[test]
+fn container_args_are_run_flags() {
+    for (name, objects) in fixtures() {
+        let deployments: Vec<Deployment> = of_kind(&objects, "Deployment");
+        let pod = deployments[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .unwrap();
+        let container = &pod.containers[0];
+        assert!(
+            container.command.is_none(),
+            "{name}: the image's ENTRYPOINT runs"
+        );
+        let args = container.args.clone().unwrap_or_default();
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("run"),
+            "{name}: {args:?}"
+        );
+        let cli = Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
+            .unwrap_or_else(|e| panic!("{name}.yaml: dcs-operator refuses the args: {e}"));
+        let Command::Run(run) = cli.command else {
+            panic!("{name}: not the run command");
+        };
+
+        let port = container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("metrics"))
+            .unwrap()
+            .container_port;
+        assert_eq!(i32::from(run.metrics_addr.port()), port, "{name}");
+        assert!(run.metrics_addr.ip().is_unspecified(), "{name}: reachable");
+
+        let mounts: BTreeMap<String, String> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.mount_path.clone(), m.name.clone()))
+            .collect();
+        if let Some(dir) = &run.credentials_dir {
+            let volume = &mounts[&dir.display().to_string()];
+            let source = pod.volumes.iter().flatten().find(|v| &v.name == volume);
+            assert!(source.and_then(|v| v.secret.as_ref()).is_some(), "{name}");
+        }
+        if let Some(file) = &run.simulator {
+            let dir = file.parent().unwrap().display().to_string();
+            let volume = &mounts[&dir];
+            let config_map = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| &v.name == volume)
+                .and_then(|v| v.config_map.as_ref())
+                .map(|c| c.name.clone())
+                .unwrap();
+            let maps: Vec<ConfigMap> = of_kind(&objects, "ConfigMap");
+            let map = maps
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(config_map.as_str()))
+                .unwrap();
+            let key = file.file_name().unwrap().to_string_lossy().into_owned();
+            let text = &map.data.as_ref().unwrap()[&key];
+            let instances = dcs_operator::dcs::sim::parse_instances(text)
+                .unwrap_or_else(|e| panic!("{name}: the demo instances do not parse: {e}"));
+            assert!(!instances.is_empty(), "{name}");
+        }
+        let env: BTreeSet<&str> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(env.contains("POD_NAME") && env.contains("POD_NAMESPACE"));
+    }
+}
+
+/// (apiGroup, resource, resourceNames) -> verbs, for comparing rule sets.
+type Rules = BTreeMap<(String, String, Vec<String>), BTreeSet<String>>;
+
+fn rules(list: &[PolicyRule]) -> Rules {
+    let mut out = Rules::new();
+    for rule in list {
+        assert!(rule.non_resource_urls.is_none());
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                let names = rule.resource_names.clone().unwrap_or_default();
+                let verbs = out
+                    .entry((group.clone(), resource.clone(), names))
+                    .or_default();
+                for verb in &rule.verbs {
+                    assert!(verbs.insert(verb.clone()), "{verb} twice on {resource}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected(entries: &[(&str, &str, &[&str], &[&str])]) -> Rules {
+    entries
+        .iter()
+        .map(|(group, resource, names, verbs)| {
+            (
+                (
+                    group.to_string(),
+                    resource.to_string(),
+                    names.iter().map(|n| n.to_string()).collect(),
+                ),
+                verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// What the controller does in a namespace it serves.
+fn operator_rules() -> Rules {
+    expected(&[
+        (
+            "dcs.operator.dev",
+            "dcsinstances",
+            &[],
+            &["get", "list", "watch"],
+        ),
+        ("dcs.operator.dev", "dcsinstances/status", &[], &["patch"]),
+        (
+            "",
+            "secrets",
+            &[],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        ("events.k8s.io", "events", &[], &["create", "patch"]),
+    ])
+}
+
+fn lease_rules(lease: &str) -> Rules {
+    expected(&[
+        ("coordination.k8s.io", "leases", &[], &["create"]),
+        (
+            "coordination.k8s.io",
+            "leases",
+            &[lease],
+            &["get", "update", "patch"],
+        ),
+    ])
+}
+
+#[test]
+fn rbac_is_exactly_what_the_operator_uses() {
+    for (name, objects) in fixtures() {
+        let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
+        let args = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|p| p.containers[0].args.clone().unwrap_or_default())
+            .unwrap();
+        let Command::Run(run) =
+            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
+                .unwrap()
+                .command
+        else {
+            panic!("not run")
+        };
+
+        // Every role, by (namespace or "" for cluster-wide, name).
+        let mut granted: BTreeMap<(String, String), Rules> = BTreeMap::new();
+        for role in of_kind::<ClusterRole>(&objects, "ClusterRole") {
+            let rules = rules(role.rules.as_deref().unwrap_or_default());
+            granted.insert((String::new(), role.metadata.name.unwrap()), rules);
+        }
+        for role in of_kind::<Role>(&objects, "Role") {
+            let rules = rules(role.rules.as_deref().unwrap_or_default());
+            let key = (
+                role.metadata.namespace.unwrap(),
+                role.metadata.name.unwrap(),
+            );
+            granted.insert(key, rules);
+        }
+
+        // Bound to the chart's ServiceAccount, each role exactly once.
+        let mut bound: BTreeMap<(String, String), Rules> = BTreeMap::new();
+        let mut bind = |namespace: String,
+                        binding_ns: Option<String>,
+                        role_ref: &k8s_openapi::api::rbac::v1::RoleRef,
+                        subjects: &[k8s_openapi::api::rbac::v1::Subject]| {
+            assert_eq!(subjects.len(), 1, "{name}");
+            assert_eq!(subjects[0].kind, "ServiceAccount");
+            assert_eq!(subjects[0].name, SERVICE_ACCOUNT);
+            assert_eq!(subjects[0].namespace.as_deref(), Some(RELEASE_NAMESPACE));
+            let key = match role_ref.kind.as_str() {
+                "ClusterRole" => (String::new(), role_ref.name.clone()),
+                _ => (binding_ns.clone().unwrap(), role_ref.name.clone()),
+            };
+            let rules = granted
+                .get(&key)
+                .unwrap_or_else(|| panic!("{name}: binding to a missing role {key:?}"))
+                .clone();
+            assert!(
+                bound
+                    .insert((namespace, role_ref.name.clone()), rules)
+                    .is_none()
+            );
+        };
+        for binding in of_kind::<ClusterRoleBinding>(&objects, "ClusterRoleBinding") {
+            bind(
+                String::new(),
+                None,
+                &binding.role_ref,
+                binding.subjects.as_deref().unwrap(),
+            );
+        }
+        for binding in of_kind::<RoleBinding>(&objects, "RoleBinding") {
+            let ns = binding.metadata.namespace.clone().unwrap();
+            bind(
+                ns.clone(),
+                Some(ns),
+                &binding.role_ref,
+                binding.subjects.as_deref().unwrap(),
+            );
+        }
+        assert_eq!(granted.len(), bound.len(), "{name}: an unbound role");
+
+        // What each scope must grant, from the operator's own flags.
+        let mut wanted: BTreeMap<String, Rules> = BTreeMap::new();
+        if run.namespaces.is_empty() {
+            wanted.insert(String::new(), operator_rules());
+        } else {
+            for ns in &run.namespaces {
+                wanted.insert(ns.clone(), operator_rules());
+            }
+        }
+        if run.leader_elect {
+            let ns = run
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| RELEASE_NAMESPACE.to_string());
+            let scope = wanted.entry(ns).or_default();
+            for (rule, verbs) in lease_rules(&run.lease_name) {
+                scope.entry(rule).or_default().extend(verbs);
+            }
+        }
+        let mut found: BTreeMap<String, Rules> = BTreeMap::new();
+        for ((scope, _), rules) in bound {
+            let scope_rules = found.entry(scope).or_default();
+            for (rule, verbs) in rules {
+                scope_rules.entry(rule).or_default().extend(verbs);
+            }
+        }
+        assert_eq!(found, wanted, "{name}.yaml: RBAC");
+    }
+}
+
+/// tests/fixtures/rbac.yaml (which the e2e test runs the operator under) is the
+/// default rendering's RBAC, object for object.
+#[test]
+fn rbac_fixture_is_the_default_renderings_rbac() {
+    let (_, default) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "default")
+        .unwrap();
+    let rbac_kinds = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let from_default: Vec<Value> = default
+        .into_iter()
+        .filter(|o| rbac_kinds.contains(&o["kind"].as_str().unwrap_or_default()))
+        .collect();
+    let fixture = documents(&root().join("tests/fixtures/rbac.yaml"));
+    assert_eq!(fixture, from_default, "run: bash .ci/render-chart");
+}
