@@ -460,6 +460,8 @@ fn operator_rules() -> Rules {
     ])
 }
 
+/// Leader election (src/leader.rs with kube-lease-manager): create the Lease, then
+/// get, patch and watch only this release's Lease, by name.
 fn lease_rules(lease: &str) -> Rules {
     expected(&[
         ("coordination.k8s.io", "leases", &[], &["create"]),
@@ -467,7 +469,7 @@ fn lease_rules(lease: &str) -> Rules {
             "coordination.k8s.io",
             "leases",
             &[lease],
-            &["get", "update", "patch"],
+            &["get", "list", "watch", "patch"],
         ),
     ])
 }
