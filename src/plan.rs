@@ -516,6 +516,98 @@ fn ready_from_status(
     }
 }
 
+/// A Kubernetes Event to publish: only on transitions, never once per poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+fn condition_of<'a>(status: Option<&'a DcsInstanceStatus>, type_: &str) -> Option<&'a Condition> {
+    status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The events a status change deserves: became Ready / not Ready, DCS status changed,
+/// endpoint changed, Secret conflict, authentication failed.
+pub fn transition_events(
+    old: Option<&DcsInstanceStatus>,
+    new: &DcsInstanceStatus,
+) -> Vec<PlannedEvent> {
+    let mut events = Vec::new();
+    let old_ready = condition_of(old, READY);
+    let new_ready = condition_of(Some(new), READY);
+    if let Some(ready) = new_ready {
+        let flipped = old_ready.is_none_or(|o| o.status != ready.status);
+        if flipped && ready.status == "True" {
+            events.push(PlannedEvent {
+                warning: false,
+                reason: "BecameReady",
+                note: ready.message.clone(),
+            });
+        } else if flipped
+            || old_ready.is_some_and(|o| o.reason != ready.reason) && ready.status != "True"
+        {
+            if ready.reason == "SecretConflict" {
+                events.push(PlannedEvent {
+                    warning: true,
+                    reason: "SecretConflict",
+                    note: ready.message.clone(),
+                });
+            } else {
+                events.push(PlannedEvent {
+                    warning: true,
+                    reason: "NotReady",
+                    note: format!("{}: {}", ready.reason, ready.message),
+                });
+            }
+        }
+    }
+    let old_dcs = old.and_then(|o| o.status.as_deref());
+    if let (Some(before), Some(after)) = (old_dcs, new.status.as_deref())
+        && before != after
+    {
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "StatusChanged",
+            note: format!("DCS status changed from {before} to {after}"),
+        });
+    }
+    let endpoint = |s: &DcsInstanceStatus| (s.ip.clone(), s.port);
+    if let Some(old) = old
+        && old.ip.is_some()
+        && endpoint(old) != endpoint(new)
+    {
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "EndpointChanged",
+            note: format!(
+                "Endpoint changed from {}:{} to {}:{}",
+                old.ip.as_deref().unwrap_or("?"),
+                old.port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                new.ip.as_deref().unwrap_or("?"),
+                new.port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+            ),
+        });
+    }
+    let auth = |c: Option<&Condition>| {
+        c.is_some_and(|c| c.reason == "Unauthorized" || c.reason == "Forbidden")
+    };
+    let new_synced = condition_of(Some(new), SYNCED);
+    if auth(new_synced) && !auth(condition_of(old, SYNCED)) {
+        events.push(PlannedEvent {
+            warning: true,
+            reason: "AuthenticationFailed",
+            note: new_synced.map(|c| c.message.clone()).unwrap_or_default(),
+        });
+    }
+    events
+}
+
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;

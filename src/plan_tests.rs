@@ -536,3 +536,62 @@ fn messages_are_bounded() {
     let plan = Case::new(Some(failed(long, 1))).plan();
     assert!(cond(&plan.status, SYNCED).message.chars().count() <= 1025);
 }
+
+#[test]
+fn events_only_on_transitions() {
+    let first = Case::new(Some(ok(running(), now()))).plan();
+    let events = transition_events(None, &first.status);
+    assert_eq!(
+        events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+        vec!["BecameReady"]
+    );
+    // The same truth again: nothing to say.
+    assert!(transition_events(Some(&first.status), &first.status).is_empty());
+    // RUNNING -> RESTARTING with a new address.
+    let mut case = Case::new(Some(ok(
+        Instance {
+            ip: Some("10.0.0.9".into()),
+            ..with_status("RESTARTING")
+        },
+        now(),
+    )));
+    case.current = Some(first.status.clone());
+    let second = case.plan();
+    let reasons: Vec<_> = transition_events(Some(&first.status), &second.status)
+        .iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["NotReady", "StatusChanged", "EndpointChanged"]
+    );
+    // An outage after success: no Ready event (Ready is untouched), no status change.
+    let mut outage = Case::new(Some(failed(unavailable(), 1)));
+    outage.current = Some(first.status.clone());
+    assert!(transition_events(Some(&first.status), &outage.plan().status).is_empty());
+    // Authentication failing is worth one warning, not one per poll.
+    let mut auth = Case::new(Some(failed(
+        DcsError::Unauthorized(api(401, "APIG.0301")),
+        1,
+    )));
+    auth.current = Some(first.status.clone());
+    let denied = auth.plan();
+    let events = transition_events(Some(&first.status), &denied.status);
+    assert_eq!(
+        events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+        vec!["AuthenticationFailed"]
+    );
+    assert!(events[0].warning);
+    assert!(transition_events(Some(&denied.status), &denied.status).is_empty());
+}
+
+#[test]
+fn secret_conflict_is_an_event() {
+    let mut case = Case::new(Some(ok(running(), now())));
+    case.problems = vec![Problem::SecretConflict("taken".into())];
+    let events = transition_events(None, &case.plan().status);
+    assert_eq!(
+        events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+        vec!["SecretConflict"]
+    );
+}

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use kube::Client;
-use tracing::info;
+use kube::runtime::events::Recorder;
+use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::clock::{SharedClock, SystemClock};
@@ -13,11 +14,12 @@ use crate::controller::resolve::SpecDefaults;
 use crate::controller::secrets::{
     CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
 };
-use crate::controller::store::{AuthGate, ObservationStore};
 use crate::controller::{self, Shared};
 use crate::crd::{GROUP, VERSION};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
+use crate::leader::{self, LeaderGate};
+use crate::server;
 
 /// Fails with a one-line hint when the cluster does not serve DcsInstances. Uses
 /// API discovery, which a namespaced install may read (it cannot read CRDs).
@@ -105,16 +107,31 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         });
         simulator = Some(handle);
     }
-    let shared = Arc::new(Shared {
-        client,
+    let identity = args.lease_holder.clone().or_else(host_name);
+    let mut shared = Shared::new(
+        client.clone(),
         dcs,
-        clock,
-        observations: ObservationStore::default(),
-        auth_gate: AuthGate::default(),
+        clock.clone(),
         defaults,
-        credentials: CredentialsResolver::new(default_credentials),
-    });
-    Ok(Operator { shared, simulator })
+        CredentialsResolver::new(default_credentials),
+    );
+    shared.selector = args.selector.clone();
+    shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
+    if args.leader_elect {
+        shared.leader = Arc::new(LeaderGate::elected(clock));
+    }
+    Ok(Operator {
+        shared: Arc::new(shared),
+        simulator,
+    })
+}
+
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -122,8 +139,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
     check_api_served(&client).await?;
-    let operator = build(client, &args, Arc::new(SystemClock)).await?;
-    info!(namespaces = ?args.namespaces, "dcs-operator running");
+    let operator = build(client.clone(), &args, Arc::new(SystemClock)).await?;
+    let shared = operator.shared.clone();
+    let server = tokio::spawn(server::serve(
+        args.metrics_addr,
+        shared.metrics.clone(),
+        shared.readiness.clone(),
+    ));
+    if args.leader_elect {
+        let identity = args
+            .lease_holder
+            .clone()
+            .or_else(host_name)
+            .unwrap_or_else(|| format!("dcs-operator-{}", uuid::Uuid::new_v4()));
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let election = leader::run_election(
+            client,
+            args.lease_name.clone(),
+            namespace,
+            identity,
+            shared.leader.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = election.await {
+                // Without a working election this replica must not write at all.
+                warn!("leader election failed: {error:#}");
+            }
+        });
+    }
+    info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, leader_election = args.leader_elect, "dcs-operator running");
     controller::run(
         operator.shared.clone(),
         args.namespaces.clone(),
@@ -133,6 +180,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(simulator) = operator.simulator {
         simulator.shutdown().await;
     }
+    server.abort();
     info!("dcs-operator stopped");
     Ok(())
 }

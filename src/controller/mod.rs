@@ -15,16 +15,21 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::crd::{DcsInstance, DcsInstanceStatus};
 use crate::dcs::DcsClient;
+use crate::leader::LeaderGate;
+use crate::metrics::{InstanceView, Metrics, ReasonLabels, ResultLabels};
 use crate::plan::{self, PlanInput, Problem};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL, Owner};
+use crate::server::Readiness;
 use resolve::{Resolved, SpecDefaults};
 use secrets::{CredentialsResolver, SecretOutcome};
 use store::{AuthGate, ObservationKey, ObservationStore};
@@ -39,6 +44,8 @@ pub enum Error {
     MissingObjectKey(&'static str),
     #[error("could not serialize: {0}")]
     Serialization(#[from] serde_json::Error),
+    #[error("this replica is not the leader (or its Lease renewal is overdue); not writing")]
+    NotLeader,
 }
 
 impl Error {
@@ -49,6 +56,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::MissingObjectKey(_) => "MissingObjectKey",
             Error::Serialization(_) => "SerializationError",
+            Error::NotLeader => "NotLeader",
         }
     }
 }
@@ -60,10 +68,58 @@ pub struct Shared {
     pub client: Client,
     pub dcs: DcsClient,
     pub clock: SharedClock,
-    pub observations: ObservationStore,
+    pub observations: Arc<ObservationStore>,
     pub auth_gate: AuthGate,
     pub defaults: SpecDefaults,
     pub credentials: CredentialsResolver,
+    pub metrics: Arc<Metrics>,
+    pub instances: Arc<InstanceView>,
+    pub leader: Arc<LeaderGate>,
+    /// Publishes Events on transitions; None publishes nothing.
+    pub recorder: Option<Recorder>,
+    pub readiness: Arc<Readiness>,
+    /// Label selector on DcsInstances, to split a cluster between deployments.
+    pub selector: Option<String>,
+}
+
+impl Shared {
+    /// A single writer (no election), no events, fresh metrics: what tests and a
+    /// bare `run` start from; `run` then sets what its flags ask for.
+    pub fn new(
+        client: Client,
+        dcs: DcsClient,
+        clock: SharedClock,
+        defaults: SpecDefaults,
+        credentials: CredentialsResolver,
+    ) -> Self {
+        let observations = Arc::new(ObservationStore::default());
+        let instances = Arc::new(InstanceView::new(observations.clone()));
+        Self {
+            client,
+            dcs,
+            leader: Arc::new(LeaderGate::always(clock.clone())),
+            clock,
+            observations,
+            auth_gate: AuthGate::default(),
+            defaults,
+            credentials,
+            metrics: Arc::new(Metrics::new(instances.clone())),
+            instances,
+            recorder: None,
+            readiness: Arc::new(Readiness::default()),
+            selector: None,
+        }
+    }
+
+    /// Every write goes through here: a standby, or a leader whose Lease renewal is
+    /// overdue, writes nothing.
+    pub fn check_write(&self) -> Result<()> {
+        if self.leader.may_write() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
 }
 
 /// One controller's context: the shared parts plus the caches of its watches.
@@ -95,7 +151,42 @@ pub fn owner_of(obj: &DcsInstance) -> Result<Owner> {
 }
 
 pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Action> {
+    // Every log line about an instance carries its namespace, name and instance id.
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+        instance_id = %obj.spec.instance_id,
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(obj, ctx.clone()).instrument(span).await;
+    let metrics = &ctx.shared.metrics;
+    metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: outcome })
+        .inc();
+    if let Err(error) = &result {
+        metrics
+            .reconcile_failures
+            .get_or_create(&ReasonLabels {
+                reason: error.reason(),
+            })
+            .inc();
+    }
+    result
+}
+
+async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Action> {
     let shared = &ctx.shared;
+    if !shared.leader.may_write() {
+        // A standby keeps its caches warm but neither polls DCS nor writes; it is
+        // woken for every object when it becomes the leader.
+        return Ok(Action::await_change());
+    }
     let namespace = obj
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
@@ -185,7 +276,7 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
 
     if let Some(desired) = &planned.secret {
         let outcome = secrets::ensure_connection_secret(
-            &shared.client,
+            shared,
             ctx.owned_secrets.as_ref(),
             &namespace,
             desired,
@@ -198,7 +289,9 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
-    write_status_if_changed(&shared.client, &obj, &namespace, &planned.status).await?;
+    if write_status_if_changed(shared, &obj, &namespace, &planned.status).await? {
+        publish_events(shared, &obj, &planned.status).await;
+    }
 
     Ok(match planned.requeue_after {
         Some(after) => Action::requeue(after),
@@ -227,8 +320,10 @@ async fn observe(
     if let Some(stored) = shared.observations.get(&key)
         && plan::next_poll_at(&stored, resolved.poll_interval, uid) > now
     {
+        shared.observations.bind(uid, &key);
         return stored;
     }
+    shared.observations.bind(uid, &key);
     let gate_key = secrets::gate_key(credentials);
     if let Some(refusal) = shared.auth_gate.blocked(&gate_key, now) {
         debug!(instance_id = %obj.spec.instance_id, "access key blocked after a failed authentication; not calling DCS");
@@ -237,6 +332,7 @@ async fn observe(
             _ => shared.observations.record(key, Err(refusal), now),
         };
     }
+    let started = std::time::Instant::now();
     let result = shared
         .dcs
         .show_instance(
@@ -247,6 +343,9 @@ async fn observe(
         )
         .await
         .map(|answer| answer.value);
+    shared
+        .metrics
+        .dcs_request("show_instance", &result, started.elapsed());
     let at = shared.clock.now();
     shared.auth_gate.record(&gate_key, &result, at);
     match &result {
@@ -272,7 +371,7 @@ async fn observe(
 /// Server-side apply of the whole planned status, only when it differs from the
 /// stored one (compared as JSON, the form it has on the wire).
 pub async fn write_status_if_changed(
-    client: &Client,
+    shared: &Shared,
     obj: &DcsInstance,
     namespace: &str,
     planned: &DcsInstanceStatus,
@@ -282,7 +381,8 @@ pub async fn write_status_if_changed(
     if desired == stored {
         return Ok(false);
     }
-    let api: Api<DcsInstance> = Api::namespaced(client.clone(), namespace);
+    shared.check_write()?;
+    let api: Api<DcsInstance> = Api::namespaced(shared.client.clone(), namespace);
     let body = serde_json::json!({
         "apiVersion": DcsInstance::api_version(&()),
         "kind": DcsInstance::kind(&()),
@@ -294,14 +394,52 @@ pub async fn write_status_if_changed(
         &Patch::Apply(&body),
     )
     .await?;
+    shared.metrics.write("status");
     info!(
-        namespace,
-        name = obj.name_any(),
-        instance_id = %obj.spec.instance_id,
         status = planned.status.as_deref().unwrap_or(""),
         "status updated"
     );
     Ok(true)
+}
+
+/// Events for what changed between the stored and the written status. Failing to
+/// publish one is logged, never fatal: the status already says it.
+async fn publish_events(shared: &Shared, obj: &DcsInstance, written: &DcsInstanceStatus) {
+    let Some(recorder) = &shared.recorder else {
+        return;
+    };
+    let reference = obj.object_ref(&());
+    for planned in plan::transition_events(obj.status.as_ref(), written) {
+        if shared.check_write().is_err() {
+            return;
+        }
+        let event = KubeEvent {
+            type_: if planned.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: planned.reason.to_string(),
+            note: Some(planned.note.chars().take(1024).collect()),
+            action: "Observe".to_string(),
+            secondary: None,
+        };
+        match recorder.publish(&event, &reference).await {
+            Ok(()) => shared.metrics.write("event"),
+            Err(error) => warn!(
+                reason = planned.reason,
+                "could not publish an event: {error}"
+            ),
+        }
+    }
+}
+
+/// The Reporter for this operator's Events.
+pub fn reporter(instance: Option<String>) -> Reporter {
+    Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance,
+    }
 }
 
 pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -362,14 +500,53 @@ pub async fn run(
                 .default_backoff()
                 .reflect(metadata_writer)
                 .touched_objects();
-            let controller = Controller::new(instances, watcher::Config::default());
+            let mut instance_config = watcher::Config::default();
+            if let Some(selector) = &shared.selector {
+                instance_config = instance_config.labels(selector);
+            }
+            let controller = Controller::new(instances, instance_config);
             let store = controller.store();
+            shared.instances.add_store(store.clone());
+            shared.readiness.expect(3);
+            for ready in [
+                Box::pin({
+                    let store = store.clone();
+                    async move { store.wait_until_ready().await.is_ok() }
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
+                Box::pin({
+                    let reader = owned_reader.clone();
+                    async move { reader.wait_until_ready().await.is_ok() }
+                }),
+                Box::pin({
+                    let reader = metadata_reader.clone();
+                    async move { reader.wait_until_ready().await.is_ok() }
+                }),
+            ] {
+                let readiness = shared.readiness.clone();
+                tokio::spawn(async move {
+                    if ready.await {
+                        readiness.synced();
+                    }
+                });
+            }
+            // Becoming the leader wakes every object: a standby left them waiting.
+            let became_leader =
+                futures::stream::unfold(shared.leader.subscribe(), |mut leading| async move {
+                    loop {
+                        leading.changed().await.ok()?;
+                        if *leading.borrow_and_update() {
+                            return Some(((), leading));
+                        }
+                    }
+                });
             let ctx = Arc::new(Context {
                 shared: shared.clone(),
                 owned_secrets: Some(owned_reader),
                 secret_metadata: Some(metadata_reader),
             });
             controller
+                .reconcile_all_on(became_leader)
                 .owns_stream(owned)
                 .watches_stream(referenced, move |secret| {
                     let namespace = secret.namespace();

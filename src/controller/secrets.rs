@@ -277,7 +277,7 @@ pub enum SecretOutcome {
 /// never touched. Creation is a POST (fails if one appeared meanwhile); updates are
 /// merge patches carrying the uid and resourceVersion they were based on.
 pub async fn ensure_connection_secret(
-    client: &Client,
+    shared: &super::Shared,
     owned: Option<&Store<Secret>>,
     namespace: &str,
     desired: &Secret,
@@ -291,10 +291,11 @@ pub async fn ensure_connection_secret(
     {
         return Ok(SecretOutcome::Unchanged);
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Secret> = Api::namespaced(shared.client.clone(), namespace);
     let existing = api.get_opt(&name).await?;
     match existing {
         None => {
+            shared.check_write()?;
             api.create(
                 &PostParams {
                     field_manager: Some(FIELD_MANAGER.to_string()),
@@ -303,7 +304,8 @@ pub async fn ensure_connection_secret(
                 desired,
             )
             .await?;
-            info!(namespace, secret = %name, "connection Secret created");
+            shared.metrics.write("secret_create");
+            info!(secret = %name, "connection Secret created");
             Ok(SecretOutcome::Created)
         }
         Some(existing) if controller_uid(&existing) != Some(owner_uid) => {
@@ -329,6 +331,7 @@ pub async fn ensure_connection_secret(
                 },
                 "data": data,
             });
+            shared.check_write()?;
             api.patch(
                 &name,
                 &PatchParams {
@@ -338,7 +341,8 @@ pub async fn ensure_connection_secret(
                 &Patch::Merge(&patch),
             )
             .await?;
-            info!(namespace, secret = %name, "connection Secret updated");
+            shared.metrics.write("secret_patch");
+            info!(secret = %name, "connection Secret updated");
             Ok(SecretOutcome::Patched)
         }
     }

@@ -23,9 +23,40 @@ pub struct ObservationKey {
 #[derive(Debug, Default)]
 pub struct ObservationStore {
     entries: Mutex<HashMap<ObservationKey, Observation>>,
+    /// Which key each DcsInstance (by uid) read last, for the per-instance metrics.
+    keys_by_uid: Mutex<HashMap<String, ObservationKey>>,
 }
 
 impl ObservationStore {
+    pub fn bind(&self, uid: &str, key: &ObservationKey) {
+        let mut keys = self
+            .keys_by_uid
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if keys.get(uid) != Some(key) {
+            keys.insert(uid.to_string(), key.clone());
+        }
+    }
+
+    /// Forgets a deleted DcsInstance's binding.
+    pub fn unbind(&self, uid: &str) {
+        self.keys_by_uid
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(uid);
+    }
+
+    /// The last successful answer for the DcsInstance with this uid.
+    pub fn latest_for(&self, uid: &str) -> Option<Arc<Instance>> {
+        let key = self
+            .keys_by_uid
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(uid)
+            .cloned()?;
+        self.get(&key)?.result.ok()
+    }
+
     pub fn get(&self, key: &ObservationKey) -> Option<Observation> {
         self.lock().get(key).cloned()
     }

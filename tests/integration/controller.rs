@@ -8,7 +8,6 @@ use std::time::Duration;
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller::resolve::SpecDefaults;
 use dcs_operator::controller::secrets::CredentialsResolver;
-use dcs_operator::controller::store::{AuthGate, ObservationStore};
 use dcs_operator::controller::{Context, Shared, reconcile};
 use dcs_operator::crd::{DcsInstance, DcsInstanceSpec, DcsInstanceStatus, LocalSecretReference};
 use dcs_operator::dcs::sim::{SimConfig, SimHandle, SimInstance, Simulator};
@@ -24,14 +23,14 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
-const PROJECT: &str = "0123456789abcdef0123456789abcdef";
-const INSTANCE: &str = "68d5745e-6af2-40e4-945d-fe449be00148";
-const NS: &str = "default";
-const UID: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const INSTANCE: &str = "68d5745e-6af2-40e4-945d-fe449be00148";
+pub(crate) const NS: &str = "default";
+pub(crate) const UID: &str = "11111111-2222-3333-4444-555555555555";
 
-type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub(crate) type ApiServerHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-async fn simulator() -> SimHandle {
+pub(crate) async fn simulator() -> SimHandle {
     let mut fields = serde_json::Map::new();
     for (key, value) in [
         ("instance_id", json!(INSTANCE)),
@@ -43,6 +42,7 @@ async fn simulator() -> SimHandle {
         ("port", json!(6379)),
         ("status", json!("RUNNING")),
         ("max_memory", json!(1536)),
+        ("used_memory", json!(56)),
     ] {
         fields.insert(key.into(), value);
     }
@@ -59,7 +59,7 @@ async fn simulator() -> SimHandle {
     .unwrap()
 }
 
-fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -> DcsInstance {
+pub(crate) fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -> DcsInstance {
     let mut obj = DcsInstance::new(
         "cache",
         DcsInstanceSpec {
@@ -83,7 +83,7 @@ fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -> DcsInstan
     obj
 }
 
-fn credentials_secret() -> Secret {
+pub(crate) fn credentials_secret() -> Secret {
     let mut data = std::collections::BTreeMap::new();
     data.insert(
         "accessKey".to_string(),
@@ -105,40 +105,51 @@ fn credentials_secret() -> Secret {
     }
 }
 
-struct Harness {
-    ctx: Arc<Context>,
-    handle: ApiServerHandle,
-    sim: SimHandle,
+pub(crate) struct Harness {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) handle: ApiServerHandle,
+    pub(crate) sim: SimHandle,
 }
 
-async fn harness() -> Harness {
+pub(crate) async fn harness() -> Harness {
     harness_with_clock(Arc::new(SystemClock)).await
 }
 
-async fn harness_with_clock(clock: dcs_operator::clock::SharedClock) -> Harness {
+pub(crate) async fn harness_with_clock(clock: dcs_operator::clock::SharedClock) -> Harness {
+    harness_with(clock, |_| {}).await
+}
+
+/// A harness whose Shared is adjusted (leader gate, recorder) before use.
+pub(crate) async fn harness_with(
+    clock: dcs_operator::clock::SharedClock,
+    configure: impl FnOnce(&mut Shared),
+) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let sim = simulator().await;
-    let shared = Arc::new(Shared {
+    let mut shared = Shared::new(
         client,
-        dcs: DcsClient::new(ClientConfig::default(), clock.clone()).unwrap(),
+        DcsClient::new(ClientConfig::default(), clock.clone()).unwrap(),
         clock,
-        observations: ObservationStore::default(),
-        auth_gate: AuthGate::default(),
-        defaults: SpecDefaults {
+        SpecDefaults {
             poll_interval: Duration::from_secs(60),
             ..SpecDefaults::default()
         },
-        credentials: CredentialsResolver::new(None),
-    });
+        CredentialsResolver::new(None),
+    );
+    configure(&mut shared);
     Harness {
-        ctx: Arc::new(Context::new(shared)),
+        ctx: Arc::new(Context::new(Arc::new(shared))),
         handle,
         sim,
     }
 }
 
-fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: Value) {
+pub(crate) fn respond(
+    send: tower_test::mock::SendResponse<Response<Body>>,
+    status: u16,
+    body: Value,
+) {
     send.send_response(
         Response::builder()
             .status(status)
@@ -147,12 +158,12 @@ fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, bo
     );
 }
 
-fn not_found(name: &str) -> Value {
+pub(crate) fn not_found(name: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
            "message": format!("secrets \"{name}\" not found"), "code": 404})
 }
 
-async fn expect(
+pub(crate) async fn expect(
     handle: &mut ApiServerHandle,
     method: &str,
     path: &str,
@@ -169,13 +180,13 @@ async fn expect(
     (request, send)
 }
 
-async fn body_json(request: Request<Body>) -> Value {
+pub(crate) async fn body_json(request: Request<Body>) -> Value {
     let bytes = request.into_body().collect_bytes().await.unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
 /// Asserts that no further request reaches the API server.
-async fn expect_nothing_more(handle: &mut ApiServerHandle) {
+pub(crate) async fn expect_nothing_more(handle: &mut ApiServerHandle) {
     if let Ok(Some((request, _))) =
         tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
     {
@@ -183,12 +194,13 @@ async fn expect_nothing_more(handle: &mut ApiServerHandle) {
     }
 }
 
-const SECRETS: &str = "/api/v1/namespaces/default/secrets";
-const STATUS: &str = "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache/status";
+pub(crate) const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+pub(crate) const STATUS: &str =
+    "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache/status";
 
 /// The first reconcile: credentials read, one DCS call, Secret created by POST, status applied.
 /// Returns the applied status and the created Secret.
-async fn first_reconcile(h: &mut Harness) -> (DcsInstanceStatus, Secret) {
+pub(crate) async fn first_reconcile(h: &mut Harness) -> (DcsInstanceStatus, Secret) {
     let obj = Arc::new(dcs_instance(&h.sim, None));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
@@ -310,15 +322,13 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
     set.insert("ip".into(), json!("192.168.3.200"));
     assert!(h.sim.state().update_instance(PROJECT, INSTANCE, set));
     // A fresh store means the next reconcile observes again (as after a poll interval).
-    let shared = Arc::new(Shared {
-        client: h.ctx.shared.client.clone(),
-        dcs: h.ctx.shared.dcs.clone(),
-        clock: Arc::new(SystemClock),
-        observations: ObservationStore::default(),
-        auth_gate: AuthGate::default(),
-        defaults: h.ctx.shared.defaults.clone(),
-        credentials: CredentialsResolver::new(None),
-    });
+    let shared = Arc::new(Shared::new(
+        h.ctx.shared.client.clone(),
+        h.ctx.shared.dcs.clone(),
+        Arc::new(SystemClock),
+        h.ctx.shared.defaults.clone(),
+        CredentialsResolver::new(None),
+    ));
     let ctx = Arc::new(Context::new(shared));
     let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });

@@ -4,6 +4,7 @@ mod chart;
 mod controller;
 mod crd;
 mod model;
+mod operations;
 mod properties;
 mod query;
 mod signing;

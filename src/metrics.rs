@@ -1,0 +1,376 @@
+//! Prometheus metrics (prefix `dcs_operator_`): reconciles, DCS API calls and
+//! Kubernetes writes as counters and histograms, and per-instance gauges computed
+//! at scrape time from the watch caches and the observation store, so a deleted
+//! DcsInstance or a changed status leaves no stale series behind.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::controller::store::ObservationStore;
+use crate::crd::DcsInstance;
+use crate::dcs::{DcsError, Instance};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DcsRequestLabels {
+    pub operation: &'static str,
+    /// An HTTP status, or `transport` / `decode` when there was none.
+    pub status: String,
+    /// A known DCS or gateway code, `other`, or empty.
+    pub error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub kind: &'static str,
+}
+
+/// Error codes that may become label values; anything else is `other`, so a
+/// misbehaving server cannot blow up the label set.
+const KNOWN_CODES: &[&str] = &[
+    "APIG.0301",
+    "APIGW.0301",
+    "APIG.0308",
+    "APIGW.0308",
+    "APIGW.0101",
+    "APIGW.0302",
+    "DCS.3022",
+    "111404022",
+    "DCS.4001",
+    "111404001",
+    "DCS.1001",
+    "DCS.1002",
+    "DCS.1003",
+    "DCS.1004",
+    "DCS.2003",
+    "DCS.3003",
+    "DCS.3002",
+    "DCS.2007",
+    "DCS.5000",
+    "111400002",
+    "DCS.5001",
+];
+
+pub fn bounded_code(code: Option<&str>) -> &'static str {
+    match code {
+        None => "",
+        Some(code) => KNOWN_CODES
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(code))
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+pub struct Metrics {
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_failures: Family<ReasonLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub dcs_requests: Family<DcsRequestLabels, Counter>,
+    pub dcs_request_duration: Family<OperationLabels, Histogram>,
+    pub dcs_throttled: Counter,
+    pub kube_writes: Family<WriteLabels, Counter>,
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Registers everything, with the per-instance collector reading `instances`.
+    pub fn new(instances: Arc<InstanceView>) -> Self {
+        let mut registry = Registry::with_prefix("dcs_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result (ok, error)",
+            reconciles.clone(),
+        );
+        let reconcile_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles by reason",
+            reconcile_failures.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile takes",
+            reconcile_duration.clone(),
+        );
+        let dcs_requests = Family::<DcsRequestLabels, Counter>::default();
+        registry.register(
+            "dcs_requests",
+            "DCS API requests by operation, HTTP status and error code",
+            dcs_requests.clone(),
+        );
+        let dcs_request_duration =
+            Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 12))
+            });
+        registry.register(
+            "dcs_request_duration_seconds",
+            "DCS API latency",
+            dcs_request_duration.clone(),
+        );
+        let dcs_throttled = Counter::default();
+        registry.register(
+            "dcs_throttled",
+            "DCS API answers that said 429 (throttled)",
+            dcs_throttled.clone(),
+        );
+        let kube_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "kube_writes",
+            "Kubernetes writes by kind (status, secret_create, secret_patch, event)",
+            kube_writes.clone(),
+        );
+        registry.register_collector(Box::new(InstanceCollector(instances)));
+        Self {
+            reconciles,
+            reconcile_failures,
+            reconcile_duration,
+            dcs_requests,
+            dcs_request_duration,
+            dcs_throttled,
+            kube_writes,
+            registry,
+        }
+    }
+
+    pub fn dcs_request(
+        &self,
+        operation: &'static str,
+        result: &Result<Instance, DcsError>,
+        took: Duration,
+    ) {
+        let (status, code) = match result {
+            Ok(_) => ("200".to_string(), ""),
+            Err(error) => {
+                let status = match error {
+                    DcsError::Transport { .. } => "transport".to_string(),
+                    DcsError::Decode { .. } => "decode".to_string(),
+                    other => other
+                        .api()
+                        .map(|a| a.status.to_string())
+                        .unwrap_or_default(),
+                };
+                (
+                    status,
+                    bounded_code(error.api().and_then(|a| a.error_code.as_deref())),
+                )
+            }
+        };
+        if matches!(result, Err(DcsError::Throttled { .. })) {
+            self.dcs_throttled.inc();
+        }
+        self.dcs_requests
+            .get_or_create(&DcsRequestLabels {
+                operation,
+                status,
+                error_code: code,
+            })
+            .inc();
+        self.dcs_request_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn write(&self, kind: &'static str) {
+        self.kube_writes.get_or_create(&WriteLabels { kind }).inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// What the per-instance gauges read at scrape time: the DcsInstance watch caches
+/// (one per served namespace) and the observation store.
+#[derive(Default)]
+pub struct InstanceView {
+    stores: Mutex<Vec<Store<DcsInstance>>>,
+    pub observations: Arc<ObservationStore>,
+}
+
+impl std::fmt::Debug for InstanceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstanceView")
+    }
+}
+
+impl InstanceView {
+    pub fn new(observations: Arc<ObservationStore>) -> Self {
+        Self {
+            stores: Mutex::default(),
+            observations,
+        }
+    }
+
+    pub fn add_store(&self, store: Store<DcsInstance>) {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(store);
+    }
+
+    fn instances(&self) -> Vec<Arc<DcsInstance>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|store| store.state())
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    namespace: String,
+    name: String,
+    dcs_status: String,
+}
+
+#[derive(Debug)]
+struct InstanceCollector(Arc<InstanceView>);
+
+fn quantity_bytes(text: &str) -> Option<i64> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: i64 = digits.parse().ok()?;
+    let scale: i64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    value.checked_mul(scale)
+}
+
+impl Collector for InstanceCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let ready = Family::<ReadyLabels, Gauge>::default();
+        let used = Family::<InstanceLabels, Gauge>::default();
+        let max = Family::<InstanceLabels, Gauge>::default();
+        let capacity = Family::<InstanceLabels, Gauge>::default();
+        for obj in self.0.instances() {
+            let labels = InstanceLabels {
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+            };
+            let status = obj.status.clone().unwrap_or_default();
+            let is_ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crate::plan::READY && c.status == "True");
+            ready
+                .get_or_create(&ReadyLabels {
+                    namespace: labels.namespace.clone(),
+                    name: labels.name.clone(),
+                    dcs_status: status.status.clone().unwrap_or_default(),
+                })
+                .set(i64::from(is_ready));
+            if let Some(bytes) = status.max_memory.as_deref().and_then(quantity_bytes) {
+                max.get_or_create(&labels).set(bytes);
+            }
+            if let Some(bytes) = status.capacity.as_deref().and_then(quantity_bytes) {
+                capacity.get_or_create(&labels).set(bytes);
+            }
+            let observed = obj
+                .uid()
+                .and_then(|uid| self.0.observations.latest_for(&uid))
+                .and_then(|instance| instance.used_memory_bytes());
+            if let Some(bytes) = observed.and_then(|b| i64::try_from(b).ok()) {
+                used.get_or_create(&labels).set(bytes);
+            }
+        }
+        for (name, help, family) in [
+            (
+                "instance_used_memory_bytes",
+                "Memory in use, from the last DCS answer",
+                &used,
+            ),
+            (
+                "instance_max_memory_bytes",
+                "Total memory of the instance",
+                &max,
+            ),
+            (
+                "instance_capacity_bytes",
+                "Cache capacity of the instance",
+                &capacity,
+            ),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric)?;
+        }
+        let metric = encoder.encode_descriptor(
+            "instance_ready",
+            "1 when the DcsInstance is Ready, by DCS status",
+            None,
+            ready.metric_type(),
+        )?;
+        ready.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_bounded() {
+        assert_eq!(bounded_code(Some("APIG.0308")), "APIG.0308");
+        assert_eq!(bounded_code(Some("dcs.3022")), "DCS.3022");
+        assert_eq!(bounded_code(Some("anything the server invents")), "other");
+        assert_eq!(bounded_code(None), "");
+    }
+
+    #[test]
+    fn quantities_parse_back() {
+        assert_eq!(quantity_bytes("2Gi"), Some(2 << 30));
+        assert_eq!(quantity_bytes("128Mi"), Some(128 << 20));
+        assert_eq!(quantity_bytes("1000"), Some(1000));
+        assert_eq!(quantity_bytes("2G"), None);
+    }
+}
