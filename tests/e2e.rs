@@ -16,15 +16,23 @@
 //!    not create. Remove it by hand (`kubectl delete crd dcsinstances.dcs.operator.dev`).
 //! 2. creates a fresh namespace `dcs-e2e-<random>` and checks the API server refuses
 //!    a DcsInstance naming both region and endpoint (the CEL rule, 422 Invalid);
-//! 3. starts the operator in demo mode (the DCS simulator in-process, with its own
+//! 3. applies the chart's RBAC exactly as committed in `tests/fixtures/rbac.yaml`
+//!    (the default rendering: ServiceAccount, ClusterRole, Role and bindings), with
+//!    the ServiceAccount and Roles moved from `dcs-system` into the test namespace and
+//!    the cluster-scoped names suffixed with it (so a real install is never touched),
+//!    and gives the operator a client that impersonates that ServiceAccount: a verb
+//!    the chart forgot fails the test. The test's own setup and checks use the
+//!    kubeconfig's (admin) identity;
+//! 4. starts the operator in demo mode (the DCS simulator in-process, with its own
 //!    instance file written to the temp directory) watching only that namespace,
 //!    with a 10s default poll interval;
-//! 4. applies DcsInstances and checks their status, conditions, connection Secrets,
+//! 5. applies DcsInstances and checks their status, conditions, connection Secrets,
 //!    printer columns (the server-side Table), a CREATING -> RUNNING transition, an
 //!    IP change made in the simulator, and that nothing is rewritten while nothing
 //!    changes (resourceVersions stay put over three poll intervals);
-//! 5. cleans up whatever happens: stops the operator and the simulator, deletes the
-//!    namespace (and with it the DcsInstances and Secrets) and the temp file.
+//! 6. cleans up whatever happens: stops the operator and the simulator, deletes the
+//!    namespace (and with it the DcsInstances, Secrets, ServiceAccount and Roles), the
+//!    ClusterRole and ClusterRoleBinding it created, and the temp file.
 //!
 //! Set RUST_LOG (e.g. `RUST_LOG=dcs_operator=debug`) to see the operator's logs.
 //!
@@ -39,7 +47,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -60,6 +69,12 @@ use dcs_operator::run::{build, check_api_served};
 const FIELD_MANAGER: &str = "dcs-operator-e2e";
 const PROJECT: &str = "0123456789abcdef0123456789abcdef";
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The chart's RBAC as `helm template` renders it with the default values (kept in
+/// step with the chart by .ci/run and tests/integration/chart.rs).
+const CHART_RBAC: &str = include_str!("fixtures/rbac.yaml");
+/// The release namespace that rendering was made for.
+const CHART_NAMESPACE: &str = "dcs-system";
 
 /// The simulated instances, one per scenario.
 const RUNNING_ID: &str = "e2e00001-0000-4000-8000-000000000001";
@@ -196,6 +211,7 @@ async fn operator_against_a_real_cluster() {
         stop: None,
         controller: None,
         simulator: None,
+        cluster_rbac: Vec::new(),
     };
     step(&format!("creating namespace {}", env.namespace));
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -229,6 +245,8 @@ struct Env {
     stop: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
     simulator: Option<SimHandle>,
+    /// Cluster-scoped RBAC objects applied for the operator: (kind, name).
+    cluster_rbac: Vec<(&'static str, String)>,
 }
 
 impl Env {
@@ -249,6 +267,26 @@ impl Env {
             simulator.shutdown().await;
         }
         let _ = std::fs::remove_file(&self.instances_file);
+
+        // Namespaced RBAC goes with the namespace; the cluster-scoped part does not.
+        for (kind, name) in std::mem::take(&mut self.cluster_rbac) {
+            step(&format!("cleanup: deleting {kind} {name}"));
+            let deleted = match kind {
+                "ClusterRole" => Api::<ClusterRole>::all(self.client.clone())
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+                _ => Api::<ClusterRoleBinding>::all(self.client.clone())
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            };
+            match deleted {
+                Ok(()) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => eprintln!("e2e: cannot delete {kind} {name}: {error}"),
+            }
+        }
 
         step(&format!("cleanup: deleting namespace {}", self.namespace));
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
@@ -312,6 +350,128 @@ async fn install_crd(client: &Client) {
     .await;
 }
 
+/// The chart's RBAC, moved into the test namespace: what the ServiceAccount may do
+/// is exactly what the committed rendering grants.
+fn chart_rbac_for(namespace: &str) -> Vec<Value> {
+    let rename = |name: &Value| format!("{}-{namespace}", name.as_str().expect("a name"));
+    serde_yaml::Deserializer::from_str(CHART_RBAC)
+        .map(|document| Value::deserialize(document).expect("tests/fixtures/rbac.yaml"))
+        .filter(|object| !object.is_null())
+        .map(|mut object| {
+            let kind = object["kind"].as_str().expect("a kind").to_string();
+            if object["metadata"]["namespace"] == CHART_NAMESPACE {
+                object["metadata"]["namespace"] = Value::from(namespace);
+            }
+            // Cluster-scoped: a name of its own, so a real install is never changed.
+            if kind.starts_with("Cluster") {
+                object["metadata"]["name"] = Value::from(rename(&object["metadata"]["name"]));
+            }
+            if kind == "ClusterRoleBinding" {
+                object["roleRef"]["name"] = Value::from(rename(&object["roleRef"]["name"]));
+            }
+            for subject in object["subjects"].as_array_mut().into_iter().flatten() {
+                assert_eq!(subject["namespace"], CHART_NAMESPACE, "{subject}");
+                subject["namespace"] = Value::from(namespace);
+            }
+            object
+        })
+        .collect()
+}
+
+/// Server-side applies one object of a kind known to `apply_chart_rbac`.
+async fn apply_typed<K>(api: Api<K>, object: &Value)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let name = object["metadata"]["name"].as_str().expect("a name");
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("cannot apply {} {name}: {error}", object["kind"]));
+}
+
+/// Applies the chart's RBAC and returns a client acting as its ServiceAccount
+/// (impersonated), for the operator alone.
+async fn operator_client(env: &mut Env) -> Client {
+    let ns = env.namespace.clone();
+    step("applying the chart's RBAC (tests/fixtures/rbac.yaml) in the test namespace");
+    let objects = chart_rbac_for(&ns);
+    let mut service_account = None;
+    for object in &objects {
+        let client = env.client.clone();
+        let kind = object["kind"].as_str().expect("a kind");
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_string();
+        match kind {
+            "ServiceAccount" => {
+                service_account = Some(name);
+                apply_typed(Api::<ServiceAccount>::namespaced(client, &ns), object).await;
+            }
+            "Role" => apply_typed(Api::<Role>::namespaced(client, &ns), object).await,
+            "RoleBinding" => apply_typed(Api::<RoleBinding>::namespaced(client, &ns), object).await,
+            "ClusterRole" => {
+                // Recorded first: cleanup deletes it even if applying fails halfway.
+                env.cluster_rbac.push(("ClusterRole", name));
+                apply_typed(Api::<ClusterRole>::all(client), object).await;
+            }
+            "ClusterRoleBinding" => {
+                env.cluster_rbac.push(("ClusterRoleBinding", name));
+                apply_typed(Api::<ClusterRoleBinding>::all(client), object).await;
+            }
+            other => {
+                panic!("tests/fixtures/rbac.yaml holds a {other}; teach the e2e test to apply it")
+            }
+        }
+    }
+    let service_account =
+        service_account.expect("tests/fixtures/rbac.yaml holds no ServiceAccount");
+
+    // The identity and groups a token of that ServiceAccount would carry.
+    let mut config = kube::Config::infer()
+        .await
+        .expect("no Kubernetes configuration");
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{service_account}"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".to_string(),
+    ]);
+    let client = Client::try_from(config).expect("cannot build the impersonating client");
+
+    // RBAC reaches the authorizer's cache within moments; wait for it.
+    let instances: Api<DcsInstance> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        "the chart's RBAC to let the ServiceAccount list DcsInstances",
+        Duration::from_secs(30),
+        || async {
+            instances
+                .list(&Default::default())
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
+    // The impersonation holds: what the chart does not grant is refused.
+    match Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("the operator's ServiceAccount should not list ConfigMaps: {other:?}"),
+    }
+    // The operator's start-up check, under the chart's RBAC (API discovery).
+    check_api_served(&client)
+        .await
+        .expect("the start-up check fails under the chart's RBAC");
+    client
+}
+
 async fn scenario(env: &mut Env) {
     let client = env.client.clone();
     let ns = env.namespace.clone();
@@ -338,7 +498,8 @@ async fn scenario(env: &mut Env) {
     let Command::Run(args) = cli.command else {
         panic!("not the run command")
     };
-    let operator = build(client.clone(), &args, Arc::new(SystemClock))
+    let operator_client = operator_client(env).await;
+    let operator = build(operator_client, &args, Arc::new(SystemClock))
         .await
         .expect("cannot build the operator");
     env.simulator = Some(
@@ -824,4 +985,41 @@ fn examples_are_consistent() {
     let secret_name = format!("{}-dcs", demo[0].metadata.name.as_deref().unwrap());
     let text = serde_json::to_string(&deployment).unwrap();
     assert!(text.contains(&secret_name) && text.contains("/bindings/dcs"));
+}
+
+/// Runs without a cluster: the chart's RBAC, moved into a test namespace, keeps its
+/// rules and bindings and names nothing in `dcs-system` or of a real install.
+#[test]
+fn chart_rbac_moves_into_the_test_namespace() {
+    let objects = chart_rbac_for("dcs-e2e-x");
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert!(kinds.contains(&"ServiceAccount") && kinds.contains(&"ClusterRole"));
+    let text = serde_json::to_string(&objects).unwrap();
+    assert!(!text.contains(CHART_NAMESPACE), "{text}");
+    for object in &objects {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        match object["kind"].as_str().unwrap() {
+            "ClusterRole" => assert!(name.ends_with("-dcs-e2e-x")),
+            "ClusterRoleBinding" => {
+                assert!(name.ends_with("-dcs-e2e-x"));
+                let role = object["roleRef"]["name"].as_str().unwrap();
+                assert!(
+                    objects
+                        .iter()
+                        .any(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == role)
+                );
+            }
+            _ => assert_eq!(object["metadata"]["namespace"], "dcs-e2e-x"),
+        }
+    }
+    let original: Vec<Value> = serde_yaml::Deserializer::from_str(CHART_RBAC)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|o| !o.is_null())
+        .collect();
+    for (moved, original) in objects.iter().zip(&original) {
+        assert_eq!(
+            moved["rules"], original["rules"],
+            "the rules are the chart's own"
+        );
+    }
 }
