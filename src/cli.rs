@@ -115,6 +115,17 @@ pub struct RunArgs {
     /// Give up on one DCS request after this long.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub dcs_timeout: std::time::Duration,
+    /// Poll DCS with one list call per credentials group and tick instead of one
+    /// ShowInstance per DcsInstance (`--batch-polling=false` for the per-object baseline).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_polling: bool,
+    /// DCS requests a second allowed per access key (a token bucket; the gateway's
+    /// own limit is about 200 a second per API).
+    #[arg(long, default_value_t = 20.0)]
+    pub api_rate_limit: f64,
+    /// Requests a bucket may hold for bursts.
+    #[arg(long, default_value_t = 40)]
+    pub api_burst: u32,
     /// Serve only DcsInstances matching this label selector (e.g. `shard=a`), so
     /// several deployments can split a cluster.
     #[arg(long)]
