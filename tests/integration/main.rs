@@ -1,5 +1,6 @@
 //! The one integration-test binary (each test binary links the whole kube stack).
 
+mod admission;
 mod chart;
 mod controller;
 mod crd;
