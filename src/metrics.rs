@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::controller::store::ObservationStore;
 use crate::crd::DcsInstance;
-use crate::dcs::{DcsError, Instance};
+use crate::dcs::DcsError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -165,11 +165,13 @@ impl Metrics {
         }
     }
 
-    pub fn dcs_request(
+    /// Counts one DCS API call (`requests` HTTP requests: the pages of a list).
+    pub fn dcs_request<T>(
         &self,
         operation: &'static str,
-        result: &Result<Instance, DcsError>,
+        result: &Result<T, DcsError>,
         took: Duration,
+        requests: u32,
     ) {
         let (status, code) = match result {
             Ok(_) => ("200".to_string(), ""),
@@ -197,7 +199,7 @@ impl Metrics {
                 status,
                 error_code: code,
             })
-            .inc();
+            .inc_by(u64::from(requests.max(1)));
         self.dcs_request_duration
             .get_or_create(&OperationLabels { operation })
             .observe(took.as_secs_f64());
@@ -235,6 +237,21 @@ impl InstanceView {
             stores: Mutex::default(),
             observations,
         }
+    }
+
+    /// Whether a DcsInstance is still in any watch cache.
+    /// (With no watch cache registered, as in unit tests, everything counts as alive.)
+    pub fn contains(&self, object: &kube::runtime::reflector::ObjectRef<DcsInstance>) -> bool {
+        let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        stores.is_empty() || stores.iter().any(|store| store.get(object).is_some())
+    }
+
+    /// The uids of every DcsInstance in the watch caches.
+    pub fn uids(&self) -> std::collections::HashSet<String> {
+        self.instances()
+            .iter()
+            .filter_map(|obj| obj.uid())
+            .collect()
     }
 
     pub fn add_store(&self, store: Store<DcsInstance>) {

@@ -80,6 +80,8 @@ pub struct PlanInput<'a> {
     pub connection_secret_name: &'a str,
     pub password: Option<&'a str>,
     pub poll_interval: Duration,
+    /// Whether a batch list call keeps this instance's answer fresh.
+    pub batched: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -102,17 +104,34 @@ pub fn jitter(poll_interval: Duration, uid: &str) -> Duration {
     poll_interval.mul_f64((hash % 1000) as f64 / 10_000.0)
 }
 
-/// How long after an observation the next one is due.
-pub fn poll_delay(observation: &Observation, poll_interval: Duration, uid: &str) -> Duration {
+/// How much longer than the poll interval a degraded or failed instance waits:
+/// it is not about to change by itself.
+pub const DEGRADED_FACTOR: u32 = 2;
+/// With batch polling, a group's list call refreshes stable instances every tick;
+/// a DcsInstance calls DCS alone only when its answer is this many intervals old
+/// (the list stopped covering it).
+pub const BATCH_FALLBACK_FACTOR: u32 = 3;
+
+/// How long after an observation the next one is due. `batched`: a list call per
+/// credentials group keeps stable answers fresh, so only transitional states (and
+/// a list that stopped covering the instance) call DCS alone.
+pub fn poll_delay(
+    observation: &Observation,
+    poll_interval: Duration,
+    uid: &str,
+    batched: bool,
+) -> Duration {
+    let stable = |factor: u32| poll_interval * factor + jitter(poll_interval, uid);
     match &observation.result {
         Ok(instance) => match instance.status().map(|s| s.class()) {
             Some(StatusClass::Transitional | StatusClass::Unknown) | None => TRANSITIONAL_POLL,
-            Some(StatusClass::Ready | StatusClass::Degraded | StatusClass::Failed) => {
-                poll_interval + jitter(poll_interval, uid)
-            }
+            _ if batched => stable(BATCH_FALLBACK_FACTOR),
+            Some(StatusClass::Ready) => stable(1),
+            Some(StatusClass::Degraded | StatusClass::Failed) => stable(DEGRADED_FACTOR),
         },
-        Err(error) if error.is_instance_not_found() => poll_interval + jitter(poll_interval, uid),
+        Err(error) if error.is_instance_not_found() => stable(1),
         Err(DcsError::Unauthorized(_) | DcsError::Forbidden(_)) => AUTH_RETRY,
+        Err(_) if batched => stable(BATCH_FALLBACK_FACTOR),
         Err(error) => {
             let exponent = observation.consecutive_failures.saturating_sub(1).min(16);
             let backoff = FIRST_BACKOFF
@@ -134,9 +153,11 @@ pub fn next_poll_at(
     observation: &Observation,
     poll_interval: Duration,
     uid: &str,
+    batched: bool,
 ) -> DateTime<Utc> {
     observation.at
-        + TimeDelta::from_std(poll_delay(observation, poll_interval, uid)).unwrap_or(TimeDelta::MAX)
+        + TimeDelta::from_std(poll_delay(observation, poll_interval, uid, batched))
+            .unwrap_or(TimeDelta::MAX)
 }
 
 /// `2Gi`, `128Mi`, or plain bytes when nothing divides evenly.
@@ -455,9 +476,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         None
     } else {
         let due = match input.observation {
-            Some(observation) if credentials.is_none() => {
-                next_poll_at(observation, input.poll_interval, &input.owner.uid)
-            }
+            Some(observation) if credentials.is_none() => next_poll_at(
+                observation,
+                input.poll_interval,
+                &input.owner.uid,
+                input.batched,
+            ),
             _ => input.now + TimeDelta::from_std(input.poll_interval).unwrap_or(TimeDelta::MAX),
         };
         Some(

@@ -76,6 +76,7 @@ struct Case {
     observation: Option<Observation>,
     problems: Vec<Problem>,
     password: Option<&'static str>,
+    batched: bool,
     now: DateTime<Utc>,
 }
 
@@ -86,6 +87,7 @@ impl Case {
             observation,
             problems: Vec::new(),
             password: None,
+            batched: false,
             now: now(),
         }
     }
@@ -102,6 +104,7 @@ impl Case {
             connection_secret_name: "cache-dcs",
             password: self.password,
             poll_interval: Duration::from_secs(60),
+            batched: self.batched,
             now: self.now,
         })
     }
@@ -476,7 +479,15 @@ fn password_goes_into_the_secret() {
 #[test]
 fn backoff_doubles_up_to_the_poll_interval() {
     let delays: Vec<u64> = (1..=6)
-        .map(|n| poll_delay(&failed(unavailable(), n), Duration::from_secs(60), "u").as_secs())
+        .map(|n| {
+            poll_delay(
+                &failed(unavailable(), n),
+                Duration::from_secs(60),
+                "u",
+                false,
+            )
+            .as_secs()
+        })
         .collect();
     assert_eq!(delays, vec![10, 20, 40, 60, 60, 60]);
     let throttled = DcsError::Throttled {
@@ -484,12 +495,17 @@ fn backoff_doubles_up_to_the_poll_interval() {
         api: api(429, "APIG.0308"),
     };
     assert_eq!(
-        poll_delay(&failed(throttled, 1), Duration::from_secs(60), "u").as_secs(),
+        poll_delay(&failed(throttled, 1), Duration::from_secs(60), "u", false).as_secs(),
         45
     );
     let unauthorized = DcsError::Unauthorized(api(401, "APIG.0301"));
     assert_eq!(
-        poll_delay(&failed(unauthorized, 1), Duration::from_secs(60), "u"),
+        poll_delay(
+            &failed(unauthorized, 1),
+            Duration::from_secs(60),
+            "u",
+            false
+        ),
         AUTH_RETRY
     );
 }
@@ -594,4 +610,33 @@ fn secret_conflict_is_an_event() {
         events.iter().map(|e| e.reason).collect::<Vec<_>>(),
         vec!["SecretConflict"]
     );
+}
+
+#[test]
+fn adaptive_polling_by_class_and_batching() {
+    let interval = Duration::from_secs(60);
+    let delay = |status: &str, batched: bool| {
+        poll_delay(&ok(with_status(status), now()), interval, "u", batched)
+    };
+    let j = jitter(interval, "u");
+    assert_eq!(delay("RUNNING", false), interval + j);
+    assert_eq!(
+        delay("ERROR", false),
+        interval * 2 + j,
+        "degraded polls slower"
+    );
+    assert_eq!(delay("CREATEFAILED", false), interval * 2 + j);
+    assert_eq!(delay("CREATING", false), TRANSITIONAL_POLL);
+    // Batched: the group's list keeps stable answers fresh; transitional ones poll alone.
+    assert_eq!(delay("RUNNING", true), interval * 3 + j);
+    assert_eq!(delay("CREATING", true), TRANSITIONAL_POLL);
+    assert_eq!(
+        poll_delay(&failed(unavailable(), 1), interval, "u", true),
+        interval * 3 + j,
+        "a failing list is retried by the group, not by each object"
+    );
+    let mut case = Case::new(Some(ok(running(), now())));
+    case.batched = true;
+    let owner_jitter = jitter(interval, &owner().uid);
+    assert_eq!(case.plan().requeue_after, Some(interval * 3 + owner_jitter));
 }

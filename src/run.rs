@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::cli::RunArgs;
 use crate::clock::{SharedClock, SystemClock};
+use crate::controller::budget::ApiBudget;
 use crate::controller::resolve::SpecDefaults;
 use crate::controller::secrets::{
     CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
@@ -116,6 +117,8 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         CredentialsResolver::new(default_credentials),
     );
     shared.selector = args.selector.clone();
+    shared.batching = args.batch_polling;
+    shared.budget = ApiBudget::new(args.api_rate_limit, args.api_burst);
     shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
     if args.leader_elect {
         shared.leader = Arc::new(LeaderGate::elected(clock));
@@ -146,6 +149,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shared.metrics.clone(),
         shared.readiness.clone(),
     ));
+    // Forget observations of DcsInstances that are gone, so memory stays flat.
+    let pruning = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                every.tick().await;
+                let live = shared.instances.uids();
+                if !live.is_empty() {
+                    shared.observations.retain_uids(&live);
+                }
+            }
+        })
+    };
     if args.leader_elect {
         let identity = args
             .lease_holder
@@ -181,6 +198,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         simulator.shutdown().await;
     }
     server.abort();
+    pruning.abort();
     info!("dcs-operator stopped");
     Ok(())
 }

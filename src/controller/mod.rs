@@ -3,6 +3,8 @@
 //! the stored answer is older than the object's polling state allows, so the
 //! reconciles our own writes trigger cost no DCS call.
 
+pub mod batch;
+pub mod budget;
 pub mod resolve;
 pub mod secrets;
 pub mod store;
@@ -30,11 +32,19 @@ use crate::metrics::{InstanceView, Metrics, ReasonLabels, ResultLabels};
 use crate::plan::{self, PlanInput, Problem};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL, Owner};
 use crate::server::Readiness;
+use batch::{BatchPoller, Registration};
+use budget::{Admission, ApiBudget};
 use resolve::{Resolved, SpecDefaults};
 use secrets::{CredentialsResolver, SecretOutcome};
-use store::{AuthGate, ObservationKey, ObservationStore};
+use store::{ObservationKey, ObservationStore};
 
 pub const FIELD_MANAGER: &str = "dcs-operator";
+/// Setting or changing this annotation (to any value, e.g. a timestamp) makes the
+/// operator observe the instance now, whatever its polling state.
+pub const REFRESH_ANNOTATION: &str = "dcs.operator.dev/reconcile-requested-at";
+
+type RequestSender = futures::channel::mpsc::UnboundedSender<ObjectRef<DcsInstance>>;
+pub type RequestReceiver = futures::channel::mpsc::UnboundedReceiver<ObjectRef<DcsInstance>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -69,7 +79,16 @@ pub struct Shared {
     pub dcs: DcsClient,
     pub clock: SharedClock,
     pub observations: Arc<ObservationStore>,
-    pub auth_gate: AuthGate,
+    /// The DCS API budget per access key (rate, throttling, breaker, auth lock-out).
+    pub budget: ApiBudget,
+    /// Whether stable instances are observed by one list call per group and tick.
+    pub batching: bool,
+    pub batch: BatchPoller,
+    /// Where to ask for reconciles of objects whose observation changed, per
+    /// controller scope (None: every namespace).
+    reconcile_requests: std::sync::Mutex<Vec<(Option<String>, RequestSender)>>,
+    /// The `reconcile-requested-at` annotation value last honoured, per uid.
+    refreshes: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub defaults: SpecDefaults,
     pub credentials: CredentialsResolver,
     pub metrics: Arc<Metrics>,
@@ -100,7 +119,11 @@ impl Shared {
             leader: Arc::new(LeaderGate::always(clock.clone())),
             clock,
             observations,
-            auth_gate: AuthGate::default(),
+            budget: ApiBudget::default(),
+            batching: false,
+            batch: BatchPoller::default(),
+            reconcile_requests: std::sync::Mutex::default(),
+            refreshes: std::sync::Mutex::default(),
             defaults,
             credentials,
             metrics: Arc::new(Metrics::new(instances.clone())),
@@ -109,6 +132,42 @@ impl Shared {
             readiness: Arc::new(Readiness::default()),
             selector: None,
         }
+    }
+
+    /// Asks the controller serving this object's namespace to reconcile it.
+    pub fn request_reconcile(&self, object: ObjectRef<DcsInstance>) {
+        let senders = self
+            .reconcile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (scope, sender) in senders.iter() {
+            if scope.is_none() || scope.as_deref() == object.namespace.as_deref() {
+                let _ = sender.unbounded_send(object.clone());
+            }
+        }
+    }
+
+    /// A stream of reconcile requests for one controller scope.
+    pub fn reconcile_requests(&self, scope: Option<String>) -> RequestReceiver {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        self.reconcile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((scope, sender));
+        receiver
+    }
+
+    /// True once per new value of the `dcs.operator.dev/reconcile-requested-at` annotation.
+    fn refresh_requested(&self, obj: &DcsInstance, uid: &str) -> bool {
+        let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
+            return false;
+        };
+        let mut refreshes = self.refreshes.lock().unwrap_or_else(|p| p.into_inner());
+        if refreshes.get(uid) == Some(value) {
+            return false;
+        }
+        refreshes.insert(uid.to_string(), value.clone());
+        true
     }
 
     /// Every write goes through here: a standby, or a leader whose Lease renewal is
@@ -213,7 +272,7 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
                 &namespace,
                 &obj.spec,
                 &resolved.endpoint_source,
-                &shared.auth_gate,
+                &shared.budget,
                 ctx.secret_metadata.as_ref(),
             )
             .await?
@@ -224,17 +283,20 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
                     "spec.projectId is required: the credentials carry no projectId".into(),
                 )),
                 Some(project_id) => {
-                    observation = Some(
-                        observe(
-                            &ctx,
-                            &obj,
-                            resolved,
-                            &found.credentials,
-                            &project_id,
-                            &owner.uid,
-                        )
-                        .await,
-                    );
+                    let observed = observe(
+                        &ctx,
+                        &obj,
+                        resolved,
+                        &found.credentials,
+                        &project_id,
+                        &owner.uid,
+                    )
+                    .await;
+                    match observed {
+                        Observed::Now(found) => observation = Some(found),
+                        // Nothing observed yet: write nothing, look again soon.
+                        Observed::NotYet(after) => return Ok(Action::requeue(after)),
+                    }
                 }
             },
         }
@@ -269,6 +331,7 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
                 .as_ref()
                 .map(|p: &crate::dcs::SecretString| p.expose()),
             poll_interval,
+            batched: shared.batching,
             now,
         })
     };
@@ -299,8 +362,16 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
     })
 }
 
+enum Observed {
+    Now(plan::Observation),
+    /// No observation exists yet (the group's first list is on its way, or the
+    /// budget is empty): look again after this long.
+    NotYet(Duration),
+}
+
 /// Returns the observation to plan with: the stored one while it is fresh, else a
-/// new DCS call (or the gate's remembered refusal while an access key is blocked).
+/// ShowInstance call (or the refusal the budget remembers: a locked key, a
+/// throttling pause, an open circuit).
 async fn observe(
     ctx: &Context,
     obj: &DcsInstance,
@@ -308,7 +379,7 @@ async fn observe(
     credentials: &crate::dcs::Credentials,
     project_id: &str,
     uid: &str,
-) -> plan::Observation {
+) -> Observed {
     let shared = &ctx.shared;
     let key = ObservationKey {
         endpoint: resolved.endpoint.as_str().to_string(),
@@ -316,21 +387,52 @@ async fn observe(
         credentials_fingerprint: credentials.fingerprint(),
         instance_id: obj.spec.instance_id.clone(),
     };
-    let now = shared.clock.now();
-    if let Some(stored) = shared.observations.get(&key)
-        && plan::next_poll_at(&stored, resolved.poll_interval, uid) > now
-    {
-        shared.observations.bind(uid, &key);
-        return stored;
-    }
     shared.observations.bind(uid, &key);
-    let gate_key = secrets::gate_key(credentials);
-    if let Some(refusal) = shared.auth_gate.blocked(&gate_key, now) {
-        debug!(instance_id = %obj.spec.instance_id, "access key blocked after a failed authentication; not calling DCS");
-        return match shared.observations.get(&key) {
-            Some(stored) if stored.result.is_err() => stored,
-            _ => shared.observations.record(key, Err(refusal), now),
-        };
+    if shared.batching {
+        shared.batch.register(
+            &ctx.shared,
+            Registration {
+                uid,
+                object: ObjectRef::from_obj(obj),
+                endpoint: &resolved.endpoint,
+                project_id,
+                credentials,
+                instance_id: &obj.spec.instance_id,
+                poll_interval: resolved.poll_interval,
+            },
+        );
+    }
+    let now = shared.clock.now();
+    let stored = shared.observations.get(&key);
+    let forced = shared.refresh_requested(obj, uid) || shared.observations.show_requested(&key);
+    match &stored {
+        Some(stored)
+            if !forced
+                && plan::next_poll_at(stored, resolved.poll_interval, uid, shared.batching)
+                    > now =>
+        {
+            return Observed::Now(stored.clone());
+        }
+        // With batching the first observation comes from the group's list call.
+        None if shared.batching && !forced => return Observed::NotYet(Duration::from_secs(2)),
+        _ => {}
+    }
+    let budget_key = secrets::gate_key(credentials);
+    match shared.budget.admit(&budget_key, now) {
+        Admission::Go => {}
+        Admission::Wait(after) => {
+            return match stored {
+                Some(stored) => Observed::Now(stored),
+                None => Observed::NotYet(after.max(Duration::from_millis(100))),
+            };
+        }
+        Admission::Refused(refusal) => {
+            debug!(reason = refusal.reason(), "not calling DCS: {refusal}");
+            return Observed::Now(match stored {
+                Some(stored) if stored.result.is_err() => stored,
+                _ => shared.observations.record(key, Err(refusal), now),
+            });
+        }
     }
     let started = std::time::Instant::now();
     let result = shared
@@ -345,27 +447,21 @@ async fn observe(
         .map(|answer| answer.value);
     shared
         .metrics
-        .dcs_request("show_instance", &result, started.elapsed());
+        .dcs_request("show_instance", &result, started.elapsed(), 1);
     let at = shared.clock.now();
-    shared.auth_gate.record(&gate_key, &result, at);
+    shared.budget.record(&budget_key, &result, at);
     match &result {
         Ok(instance) => debug!(
-            namespace = obj.namespace().unwrap_or_default(),
-            name = obj.name_any(),
-            instance_id = %obj.spec.instance_id,
             status = instance.status.as_deref().unwrap_or(""),
             "observed"
         ),
         Err(error) => warn!(
-            namespace = obj.namespace().unwrap_or_default(),
-            name = obj.name_any(),
-            instance_id = %obj.spec.instance_id,
             reason = error.reason(),
             request_id = error.request_id().unwrap_or(""),
             "DCS observation failed: {error}"
         ),
     }
-    shared.observations.record(key, result, at)
+    Observed::Now(shared.observations.record(key, result, at))
 }
 
 /// Server-side apply of the whole planned status, only when it differs from the
@@ -545,8 +641,10 @@ pub async fn run(
                 owned_secrets: Some(owned_reader),
                 secret_metadata: Some(metadata_reader),
             });
+            let requested = shared.reconcile_requests(scope.clone());
             controller
                 .reconcile_all_on(became_leader)
+                .reconcile_on(requested)
                 .owns_stream(owned)
                 .watches_stream(referenced, move |secret| {
                     let namespace = secret.namespace();

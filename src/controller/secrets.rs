@@ -14,8 +14,8 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
+use super::budget::ApiBudget;
 use super::resolve::EndpointSource;
-use super::store::AuthGate;
 use super::{FIELD_MANAGER, Result};
 use crate::crd::DcsInstanceSpec;
 use crate::dcs::{Credentials, SecretString};
@@ -152,7 +152,7 @@ impl CredentialsResolver {
         namespace: &str,
         spec: &DcsInstanceSpec,
         endpoint_source: &EndpointSource,
-        gate: &AuthGate,
+        gate: &ApiBudget,
         metadata: Option<&Store<PartialObjectMeta<Secret>>>,
     ) -> Result<Result<FoundCredentials, Problem>> {
         let Some(reference) = &spec.credentials_secret_ref else {

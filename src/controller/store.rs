@@ -1,14 +1,13 @@
-//! The shared observation store (DCS answers keyed by endpoint, project, credentials
-//! fingerprint and instance) and the per-access-key gate that keeps failed
-//! authentication to one attempt per five minutes.
+//! The shared observation store: DCS answers keyed by endpoint, project, credentials
+//! fingerprint and instance, filled by ShowInstance calls and by batch list calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
-use crate::dcs::{DcsError, Instance};
-use crate::plan::{AUTH_RETRY, Observation};
+use crate::dcs::{DcsError, Instance, StatusClass};
+use crate::plan::Observation;
 
 /// Whose answer an observation is. Two DcsInstances share an answer only when all
 /// four parts match, so a namespace with different credentials never reads another's.
@@ -20,14 +19,180 @@ pub struct ObservationKey {
     pub instance_id: String,
 }
 
+#[derive(Debug, Clone)]
+struct Entry {
+    observation: Observation,
+    /// The last successful answer, for merging list items (which lack some fields).
+    last_good: Option<Arc<Instance>>,
+    /// Whether the last good answer came from ShowInstance (it has `error_code`).
+    last_good_is_full: bool,
+}
+
+/// What merging one list item changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// Anything that status or the Secret mirror differs from before.
+    pub changed: bool,
+    /// ShowInstance must tell the rest (the item's status needs its `error_code`).
+    pub needs_show: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct ObservationStore {
-    entries: Mutex<HashMap<ObservationKey, Observation>>,
+    entries: Mutex<HashMap<ObservationKey, Entry>>,
+    /// Keys whose next observation must be a ShowInstance: the list cannot tell a new
+    /// fault's `error_code`, nor whether a missing instance still exists.
+    show_wanted: Mutex<std::collections::HashSet<ObservationKey>>,
     /// Which key each DcsInstance (by uid) read last, for the per-instance metrics.
     keys_by_uid: Mutex<HashMap<String, ObservationKey>>,
 }
 
+/// Equal for everything status and the Secret mirror (used memory moves every poll
+/// and lives in metrics only).
+fn same_for_status(a: &Instance, b: &Instance) -> bool {
+    let strip = |i: &Instance| Instance {
+        used_memory: None,
+        ..i.clone()
+    };
+    strip(a) == strip(b)
+}
+
 impl ObservationStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObservationKey, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn get(&self, key: &ObservationKey) -> Option<Observation> {
+        self.lock().get(key).map(|entry| entry.observation.clone())
+    }
+
+    fn wanted(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ObservationKey>> {
+        self.show_wanted
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// True when the list asked for a ShowInstance of this key.
+    pub fn show_requested(&self, key: &ObservationKey) -> bool {
+        self.wanted().contains(key)
+    }
+
+    /// Asks that the next observation of this key be a ShowInstance.
+    pub fn request_show(&self, key: ObservationKey) {
+        self.wanted().insert(key);
+    }
+
+    /// Records a ShowInstance attempt. A failure keeps counting from the previous
+    /// entry, so backoff grows.
+    pub fn record(
+        &self,
+        key: ObservationKey,
+        result: Result<Instance, DcsError>,
+        at: DateTime<Utc>,
+    ) -> Observation {
+        let mut entries = self.lock();
+        let previous = entries.remove(&key);
+        let previous_failures = previous
+            .as_ref()
+            .map(|e| e.observation.consecutive_failures)
+            .unwrap_or(0);
+        let (observation, last_good, full) = match result {
+            Ok(instance) => {
+                let instance = Arc::new(instance);
+                (
+                    Observation {
+                        at,
+                        result: Ok(instance.clone()),
+                        consecutive_failures: 0,
+                    },
+                    Some(instance),
+                    true,
+                )
+            }
+            Err(error) => (
+                Observation {
+                    at,
+                    result: Err(error),
+                    consecutive_failures: previous_failures.saturating_add(1),
+                },
+                previous.as_ref().and_then(|e| e.last_good.clone()),
+                previous.as_ref().is_some_and(|e| e.last_good_is_full),
+            ),
+        };
+        if observation.result.is_ok() {
+            self.wanted().remove(&key);
+        }
+        entries.insert(
+            key,
+            Entry {
+                observation: observation.clone(),
+                last_good,
+                last_good_is_full: full,
+            },
+        );
+        observation
+    }
+
+    /// Merges a list item over the last answer for its key: fields the list does not
+    /// carry keep their last value. A degraded or failed status the last full answer
+    /// did not already explain asks for a ShowInstance (only it has `error_code`).
+    pub fn record_listed(&self, key: ObservationKey, item: Instance, at: DateTime<Utc>) -> Listed {
+        let mut entries = self.lock();
+        let previous = entries.get(&key);
+        let merged = match previous.and_then(|e| e.last_good.as_deref()) {
+            Some(last) => item.merged_over(last),
+            None => item,
+        };
+        let changed = !previous.is_some_and(|e| match &e.observation.result {
+            Ok(before) => same_for_status(before, &merged),
+            Err(_) => false,
+        });
+        let class = merged.status().map(|s| s.class());
+        let explained = previous.is_some_and(|e| {
+            e.last_good_is_full
+                && e.last_good
+                    .as_ref()
+                    .is_some_and(|last| last.status == merged.status)
+        });
+        let needs_show =
+            matches!(class, Some(StatusClass::Degraded | StatusClass::Failed)) && !explained;
+        let full = explained && previous.is_some_and(|e| e.last_good_is_full);
+        let merged = Arc::new(merged);
+        if needs_show {
+            self.wanted().insert(key.clone());
+        }
+        entries.insert(
+            key,
+            Entry {
+                observation: Observation {
+                    at,
+                    result: Ok(merged.clone()),
+                    consecutive_failures: 0,
+                },
+                last_good: Some(merged),
+                last_good_is_full: full,
+            },
+        );
+        Listed {
+            changed,
+            needs_show,
+        }
+    }
+
+    /// Records a failed list call for one member of its group.
+    pub fn record_list_failure(
+        &self,
+        key: ObservationKey,
+        error: DcsError,
+        at: DateTime<Utc>,
+    ) -> bool {
+        let before_ok = self.get(&key).is_none_or(|o| o.result.is_ok());
+        self.record(key, Err(error), at);
+        before_ok
+    }
+
     pub fn bind(&self, uid: &str, key: &ObservationKey) {
         let mut keys = self
             .keys_by_uid
@@ -36,14 +201,6 @@ impl ObservationStore {
         if keys.get(uid) != Some(key) {
             keys.insert(uid.to_string(), key.clone());
         }
-    }
-
-    /// Forgets a deleted DcsInstance's binding.
-    pub fn unbind(&self, uid: &str) {
-        self.keys_by_uid
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(uid);
     }
 
     /// The last successful answer for the DcsInstance with this uid.
@@ -57,41 +214,17 @@ impl ObservationStore {
         self.get(&key)?.result.ok()
     }
 
-    pub fn get(&self, key: &ObservationKey) -> Option<Observation> {
-        self.lock().get(key).cloned()
-    }
-
-    /// Records an attempt. A failure keeps counting from the previous entry, so
-    /// backoff grows; a list answer (later) merges over the last ShowInstance answer.
-    pub fn record(
-        &self,
-        key: ObservationKey,
-        result: Result<Instance, DcsError>,
-        at: DateTime<Utc>,
-    ) -> Observation {
-        let mut entries = self.lock();
-        let previous_failures = entries
-            .get(&key)
-            .map(|o| o.consecutive_failures)
-            .unwrap_or(0);
-        let observation = match result {
-            Ok(instance) => Observation {
-                at,
-                result: Ok(Arc::new(instance)),
-                consecutive_failures: 0,
-            },
-            Err(error) => Observation {
-                at,
-                result: Err(error),
-                consecutive_failures: previous_failures.saturating_add(1),
-            },
-        };
-        entries.insert(key, observation.clone());
-        observation
-    }
-
-    pub fn remove_instance(&self, instance_id: &str) {
-        self.lock().retain(|key, _| key.instance_id != instance_id);
+    /// Drops entries and bindings no live DcsInstance uses any more.
+    pub fn retain_uids(&self, live: &std::collections::HashSet<String>) {
+        let mut keys = self
+            .keys_by_uid
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        keys.retain(|uid, _| live.contains(uid));
+        let used: std::collections::HashSet<ObservationKey> = keys.values().cloned().collect();
+        drop(keys);
+        self.lock().retain(|key, _| used.contains(key));
+        self.wanted().retain(|key| used.contains(key));
     }
 
     pub fn len(&self) -> usize {
@@ -100,61 +233,6 @@ impl ObservationStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObservationKey, Observation>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-}
-
-/// The API gateway locks an access key after five failed signatures, whatever the
-/// secret key. After one 401/403 for an access key, nobody calls with that key for
-/// five minutes, unless a credentials Secret holding it changed (a rotation).
-#[derive(Debug, Default)]
-pub struct AuthGate {
-    blocked: Mutex<HashMap<String, Blocked>>,
-}
-
-#[derive(Debug, Clone)]
-struct Blocked {
-    until: DateTime<Utc>,
-    error: DcsError,
-}
-
-impl AuthGate {
-    /// The error to report instead of calling, while the key is blocked.
-    pub fn blocked(&self, gate_key: &str, now: DateTime<Utc>) -> Option<DcsError> {
-        let blocked = self.lock();
-        blocked
-            .get(gate_key)
-            .filter(|b| now < b.until)
-            .map(|b| b.error.clone())
-    }
-
-    pub fn record(&self, gate_key: &str, result: &Result<Instance, DcsError>, now: DateTime<Utc>) {
-        if let Err(error @ (DcsError::Unauthorized(_) | DcsError::Forbidden(_))) = result {
-            let until = now + TimeDelta::from_std(AUTH_RETRY).unwrap_or(TimeDelta::MAX);
-            self.lock().insert(
-                gate_key.to_string(),
-                Blocked {
-                    until,
-                    error: error.clone(),
-                },
-            );
-        }
-    }
-
-    /// A credentials Secret holding this key changed: allow one new attempt now.
-    pub fn credentials_changed(&self, gate_key: &str) {
-        self.lock().remove(gate_key);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Blocked>> {
-        self.blocked
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -169,6 +247,15 @@ mod tests {
             project_id: "p".into(),
             credentials_fingerprint: fp.into(),
             instance_id: "i".into(),
+        }
+    }
+
+    fn instance(status: &str, ip: &str) -> Instance {
+        Instance {
+            instance_id: Some("i".into()),
+            status: Some(status.into()),
+            ip: Some(ip.into()),
+            ..Instance::default()
         }
     }
 
@@ -197,20 +284,75 @@ mod tests {
     }
 
     #[test]
-    fn gate_blocks_for_five_minutes_and_opens_on_rotation() {
-        let gate = AuthGate::default();
+    fn list_items_merge_and_report_changes() {
+        let store = ObservationStore::default();
         let now = Utc::now();
-        let unauthorized = Err(DcsError::Unauthorized(ApiError {
-            status: 401,
-            ..Default::default()
-        }));
-        gate.record("AK", &unauthorized, now);
-        assert!(gate.blocked("AK", now + TimeDelta::seconds(299)).is_some());
-        assert!(gate.blocked("AK", now + TimeDelta::seconds(300)).is_none());
-        assert!(gate.blocked("OTHER", now).is_none());
-        gate.credentials_changed("AK");
-        assert!(gate.blocked("AK", now).is_none());
-        gate.record("AK", &Ok(Instance::default()), now);
-        assert!(gate.blocked("AK", now).is_none());
+        let mut full = instance("RUNNING", "10.0.0.1");
+        full.available_zones = Some(crate::dcs::model::StringOrList::Many(vec!["az1".into()]));
+        store.record(key("a"), Ok(full), now);
+        let same = store.record_listed(key("a"), instance("RUNNING", "10.0.0.1"), now);
+        assert_eq!(
+            same,
+            Listed {
+                changed: false,
+                needs_show: false
+            }
+        );
+        let kept = store.get(&key("a")).unwrap().result.unwrap();
+        assert_eq!(
+            kept.available_zones(),
+            vec!["az1"],
+            "fields the list lacks are kept"
+        );
+        let mut used = instance("RUNNING", "10.0.0.1");
+        used.used_memory = Some(99);
+        assert!(
+            !store.record_listed(key("a"), used, now).changed,
+            "used memory is not a change"
+        );
+        assert!(
+            store
+                .record_listed(key("a"), instance("RUNNING", "10.0.0.2"), now)
+                .changed
+        );
+    }
+
+    #[test]
+    fn a_new_fault_asks_for_show_instance_once() {
+        let store = ObservationStore::default();
+        let now = Utc::now();
+        store.record(key("a"), Ok(instance("RUNNING", "10.0.0.1")), now);
+        let listed = store.record_listed(key("a"), instance("ERROR", "10.0.0.1"), now);
+        assert!(listed.changed && listed.needs_show);
+        assert!(store.show_requested(&key("a")));
+        let mut shown = instance("ERROR", "10.0.0.1");
+        shown.error_code = Some("dcs.03.0017".into());
+        store.record(key("a"), Ok(shown), now);
+        assert!(!store.show_requested(&key("a")));
+        // The next list of the same fault is explained: no new ShowInstance, code kept.
+        let again = store.record_listed(key("a"), instance("ERROR", "10.0.0.1"), now);
+        assert_eq!(
+            again,
+            Listed {
+                changed: false,
+                needs_show: false
+            }
+        );
+        let kept = store.get(&key("a")).unwrap().result.unwrap();
+        assert_eq!(kept.error_code.as_deref(), Some("dcs.03.0017"));
+    }
+
+    #[test]
+    fn retain_drops_what_no_instance_uses() {
+        let store = ObservationStore::default();
+        let now = Utc::now();
+        store.record(key("a"), Ok(instance("RUNNING", "x")), now);
+        store.record(key("b"), Ok(instance("RUNNING", "x")), now);
+        store.bind("uid-a", &key("a"));
+        store.bind("uid-b", &key("b"));
+        store.retain_uids(&["uid-a".to_string()].into_iter().collect());
+        assert!(store.get(&key("a")).is_some());
+        assert!(store.get(&key("b")).is_none());
+        assert!(store.latest_for("uid-b").is_none());
     }
 }

@@ -169,6 +169,8 @@ pub struct RequestSpec {
 pub struct Answer<T> {
     pub value: T,
     pub request_id: Option<String>,
+    /// HTTP requests it took (pages of a list).
+    pub pages: u32,
 }
 
 #[derive(Clone)]
@@ -257,6 +259,7 @@ impl DcsClient {
         let mut instances = Vec::new();
         let mut offset: u64 = 0;
         let mut request_id = None;
+        let mut pages = 0;
         for _ in 0..MAX_LIST_PAGES {
             let spec = RequestSpec {
                 method: "GET".into(),
@@ -270,6 +273,7 @@ impl DcsClient {
                 ..self.default_spec()
             };
             let page: Answer<InstanceList> = self.send_json(endpoint, credentials, spec).await?;
+            pages += 1;
             request_id = page.request_id.or(request_id);
             let received = page.value.instances.len();
             let mut new = 0;
@@ -292,6 +296,7 @@ impl DcsClient {
         Ok(Answer {
             value: instances,
             request_id,
+            pages,
         })
     }
 
@@ -420,7 +425,11 @@ impl DcsClient {
             message,
             request_id: request_id.clone(),
         })?;
-        Ok(Answer { value, request_id })
+        Ok(Answer {
+            value,
+            request_id,
+            pages: 1,
+        })
     }
 }
 

@@ -1,0 +1,299 @@
+//! Batch polling: DcsInstances are grouped by (endpoint, project, full credentials);
+//! per group and tick one paged list call fills the observation store for all of
+//! them, and only the objects whose answer changed are reconciled. Steady state costs
+//! ceil(N/1000) DCS calls per group and tick instead of N.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::budget::Admission;
+use super::secrets::gate_key;
+use super::store::ObservationKey;
+use crate::crd::DcsInstance;
+use crate::dcs::client::MAX_LIST_PAGE;
+use crate::dcs::{Credentials, Endpoint};
+
+/// Registrations arriving together are served by one list call.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub endpoint: String,
+    pub project_id: String,
+    pub credentials_fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    object: ObjectRef<DcsInstance>,
+    instance_id: String,
+    poll_interval: Duration,
+}
+
+/// A group as one tick sees it.
+struct Snapshot {
+    endpoint: Endpoint,
+    credentials: Credentials,
+    members: Vec<Member>,
+}
+
+struct Group {
+    endpoint: Endpoint,
+    credentials: Credentials,
+    members: HashMap<String, Member>,
+    refresh: Arc<Notify>,
+}
+
+#[derive(Default)]
+pub struct BatchPoller {
+    groups: Mutex<HashMap<GroupKey, Group>>,
+}
+
+impl std::fmt::Debug for BatchPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchPoller")
+    }
+}
+
+/// What a reconcile registers: who it is and what it reads.
+pub struct Registration<'a> {
+    pub uid: &'a str,
+    pub object: ObjectRef<DcsInstance>,
+    pub endpoint: &'a Endpoint,
+    pub project_id: &'a str,
+    pub credentials: &'a Credentials,
+    pub instance_id: &'a str,
+    pub poll_interval: Duration,
+}
+
+impl BatchPoller {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, Group>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Puts a DcsInstance in its group, starting the group's poller when it is new
+    /// and asking for a list right away when the member is new.
+    pub fn register(&self, shared: &Arc<Shared>, registration: Registration<'_>) {
+        let key = GroupKey {
+            endpoint: registration.endpoint.as_str().to_string(),
+            project_id: registration.project_id.to_string(),
+            credentials_fingerprint: registration.credentials.fingerprint(),
+        };
+        let member = Member {
+            object: registration.object,
+            instance_id: registration.instance_id.to_string(),
+            poll_interval: registration.poll_interval,
+        };
+        let mut groups = self.lock();
+        // A DcsInstance belongs to one group: moving (new credentials, endpoint) leaves the old.
+        for (other, group) in groups.iter_mut() {
+            if *other != key {
+                group.members.remove(registration.uid);
+            }
+        }
+        match groups.get_mut(&key) {
+            Some(group) => {
+                let new_member = group
+                    .members
+                    .insert(registration.uid.to_string(), member.clone())
+                    .is_none_or(|old| old.instance_id != member.instance_id);
+                group.credentials = registration.credentials.clone();
+                if new_member {
+                    group.refresh.notify_one();
+                }
+            }
+            None => {
+                let refresh = Arc::new(Notify::new());
+                refresh.notify_one();
+                groups.insert(
+                    key.clone(),
+                    Group {
+                        endpoint: registration.endpoint.clone(),
+                        credentials: registration.credentials.clone(),
+                        members: HashMap::from([(registration.uid.to_string(), member)]),
+                        refresh: refresh.clone(),
+                    },
+                );
+                tokio::spawn(poll_group(Arc::downgrade(shared), key, refresh));
+            }
+        }
+    }
+
+    /// Removes members whose DcsInstance is gone; false when none is left.
+    fn prune(&self, key: &GroupKey, alive: impl Fn(&ObjectRef<DcsInstance>) -> bool) -> bool {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(key) else {
+            return false;
+        };
+        group.members.retain(|_, member| alive(&member.object));
+        if group.members.is_empty() {
+            groups.remove(key);
+            return false;
+        }
+        true
+    }
+
+    fn snapshot(&self, key: &GroupKey) -> Option<Snapshot> {
+        let groups = self.lock();
+        let group = groups.get(key)?;
+        Some(Snapshot {
+            endpoint: group.endpoint.clone(),
+            credentials: group.credentials.clone(),
+            members: group.members.values().cloned().collect(),
+        })
+    }
+
+    /// Makes every group poll now (tests count ticks with this instead of waiting).
+    pub fn refresh_all(&self) {
+        for group in self.lock().values() {
+            group.refresh.notify_one();
+        }
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One group's poller: a list call per tick (the shortest poll interval of its
+/// members), or sooner when a new member registers.
+async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
+    let mut next_tick = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(next_tick) => {}
+            _ = refresh.notified() => tokio::time::sleep(DEBOUNCE).await,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if !shared.leader.may_write() {
+            // A standby does not poll DCS.
+            next_tick = Duration::from_secs(5);
+            continue;
+        }
+        if !shared
+            .batch
+            .prune(&key, |object| shared.instances.contains(object))
+        {
+            debug!(endpoint = %key.endpoint, "batch group has no members left");
+            return;
+        }
+        let Some(Snapshot {
+            endpoint,
+            credentials,
+            members,
+        }) = shared.batch.snapshot(&key)
+        else {
+            return;
+        };
+        let interval = members
+            .iter()
+            .map(|m| m.poll_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(60));
+        next_tick = interval;
+        let budget_key = gate_key(&credentials);
+        let now = shared.clock.now();
+        match shared.budget.admit(&budget_key, now) {
+            Admission::Go => {}
+            Admission::Wait(after) => {
+                next_tick = after;
+                continue;
+            }
+            Admission::Refused(error) => {
+                // Locked, throttled or circuit open: every member learns why.
+                for member in &members {
+                    let key = observation_key(&key, &member.instance_id);
+                    if shared
+                        .observations
+                        .record_list_failure(key, error.clone(), now)
+                    {
+                        shared.request_reconcile(member.object.clone());
+                    }
+                }
+                continue;
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = shared
+            .dcs
+            .list_instances(&endpoint, &credentials, &key.project_id, MAX_LIST_PAGE)
+            .await;
+        let at = shared.clock.now();
+        let pages = result.as_ref().map(|a| a.pages).unwrap_or(1);
+        shared.metrics.dcs_request(
+            "list_instances",
+            &result.as_ref().map(|_| ()).map_err(Clone::clone),
+            started.elapsed(),
+            pages,
+        );
+        shared.budget.record(&budget_key, &result, at);
+        match result {
+            Ok(answer) => {
+                let listed: HashMap<String, crate::dcs::Instance> = answer
+                    .value
+                    .into_iter()
+                    .filter_map(|item| Some((item.instance_id.clone()?, item)))
+                    .collect();
+                // Several DcsInstances may name the same DCS instance: merge once, tell all.
+                let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
+                for member in &members {
+                    by_instance
+                        .entry(member.instance_id.as_str())
+                        .or_default()
+                        .push(member);
+                }
+                for (instance_id, group_members) in by_instance {
+                    let key = observation_key(&key, instance_id);
+                    let notify = match listed.get(instance_id) {
+                        Some(item) => {
+                            let outcome = shared.observations.record_listed(key, item.clone(), at);
+                            outcome.changed || outcome.needs_show
+                        }
+                        None => {
+                            // Not listed: only ShowInstance can say whether it still exists.
+                            shared.observations.request_show(key);
+                            true
+                        }
+                    };
+                    if notify {
+                        for member in group_members {
+                            shared.request_reconcile(member.object.clone());
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                warn!(endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
+                for member in &members {
+                    let key = observation_key(&key, &member.instance_id);
+                    if shared
+                        .observations
+                        .record_list_failure(key, error.clone(), at)
+                    {
+                        shared.request_reconcile(member.object.clone());
+                    }
+                }
+                next_tick = interval.min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn observation_key(group: &GroupKey, instance_id: &str) -> ObservationKey {
+    ObservationKey {
+        endpoint: group.endpoint.clone(),
+        project_id: group.project_id.clone(),
+        credentials_fingerprint: group.credentials_fingerprint.clone(),
+        instance_id: instance_id.to_string(),
+    }
+}
