@@ -1,0 +1,284 @@
+//! What the benchmark and its smoke test share besides the API stand-in: the
+//! simulated DCS world, the objects to create, and the operator as a child process
+//! (its /metrics and its /proc figures).
+//!
+//! Included through `#[path]` by `examples/bench.rs` and
+//! `tests/integration/bench_smoke.rs`, so not every item is used by both.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dcs_operator::clock::SystemClock;
+use dcs_operator::dcs::sim::{Fault, FaultKind, SimConfig, SimHandle, SimInstance, Simulator};
+use k8s_openapi::ByteString;
+use serde_json::{Value, json};
+
+/// The one project every simulated instance lives in.
+pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+/// The credentials Secret every namespace holds (same keys everywhere).
+pub const CREDENTIALS_SECRET: &str = "dcs-credentials";
+/// The shortest poll interval the CRD allows: steady state comes soonest.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+pub fn instance_id(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+pub fn namespace_name(prefix: &str, n: usize) -> String {
+    format!("{prefix}-{n}")
+}
+
+/// The namespace DcsInstance `n` of `namespaces` lives in.
+pub fn namespace_of(prefix: &str, n: usize, namespaces: usize) -> String {
+    namespace_name(prefix, n % namespaces.max(1))
+}
+
+/// A RUNNING Redis instance the simulator serves.
+pub fn sim_instance(n: usize) -> SimInstance {
+    let fields = json!({
+        "instance_id": instance_id(n),
+        "name": format!("bench-{n}"),
+        "engine": "Redis",
+        "engine_version": "6.0",
+        "status": "RUNNING",
+        "ip": format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255),
+        "port": 6379,
+        "capacity": 2,
+        "max_memory": 1536,
+        "resource_spec_code": "redis.single.xu1.large.2",
+        "available_zones": ["az1"],
+    });
+    let Value::Object(fields) = fields else {
+        unreachable!("a JSON object")
+    };
+    SimInstance::new(PROJECT, fields, vec![])
+}
+
+/// Starts the DCS simulator with `n` instances and `latency_ms` added to every call.
+pub async fn start_simulator(n: usize, latency_ms: u64) -> anyhow::Result<SimHandle> {
+    let config = SimConfig {
+        instances: (0..n).map(sim_instance).collect(),
+        ..SimConfig::with_default_keys()
+    };
+    let sim = Simulator::start(config, "127.0.0.1:0".parse()?, Arc::new(SystemClock)).await?;
+    if latency_ms > 0 {
+        sim.state()
+            .inject_fault(Fault::always(FaultKind::Latency { ms: latency_ms }));
+    }
+    Ok(sim)
+}
+
+/// DCS requests the simulator has answered, all routes together.
+pub fn dcs_requests(sim: &SimHandle) -> u64 {
+    sim.state().counters().requests.values().sum()
+}
+
+fn base64(text: &str) -> Value {
+    serde_json::to_value(ByteString(text.as_bytes().to_vec())).expect("bytes serialize")
+}
+
+pub fn namespace_object(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// The simulator's default keys, as a credentials Secret.
+pub fn credentials_secret(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": CREDENTIALS_SECRET, "namespace": namespace},
+        "type": "Opaque",
+        "data": {
+            "accessKey": base64(SimConfig::DEFAULT_ACCESS_KEY),
+            "secretKey": base64(SimConfig::DEFAULT_SECRET_KEY),
+        },
+    })
+}
+
+/// DcsInstance `n`, naming simulator instance `n`.
+pub fn dcs_instance(namespace: &str, n: usize, endpoint: &str) -> Value {
+    json!({
+        "apiVersion": "dcs.operator.dev/v1alpha1",
+        "kind": "DcsInstance",
+        "metadata": {"name": format!("bench-{n}"), "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "dcs-bench"}},
+        "spec": {
+            "instanceId": instance_id(n),
+            "projectId": PROJECT,
+            "endpoint": endpoint,
+            "credentialsSecretRef": {"name": CREDENTIALS_SECRET},
+            "pollInterval": format!("{}s", POLL_INTERVAL.as_secs()),
+        },
+    })
+}
+
+/// A loopback port nobody listens on right now (for --metrics-addr).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The operator running as its own process.
+pub struct OperatorProcess {
+    child: Child,
+    pub metrics_addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+/// CPU time and peak memory of one process, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStats {
+    pub cpu_seconds: f64,
+    pub peak_rss_kib: u64,
+}
+
+impl OperatorProcess {
+    /// `dcs-operator run` with `kubeconfig` (None: inherit the environment's) and
+    /// `extra` flags; its output goes to `log`.
+    pub fn spawn(
+        binary: &Path,
+        kubeconfig: Option<&Path>,
+        extra: &[String],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let out = std::fs::File::create(log)?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--log-level")
+            .arg("warn")
+            .arg("run")
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env_remove("HUAWEICLOUD_SDK_AK")
+            .env_remove("HUAWEICLOUD_SDK_SK")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        if let Some(path) = kubeconfig {
+            command.env("KUBECONFIG", path);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;
+        Ok(Self {
+            child,
+            metrics_addr,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Some(exit status) once the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The /metrics text; empty while the server is not up yet.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        match reqwest::get(url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The sum of every sample of a metric family (all label sets).
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics().await, name)
+    }
+
+    pub fn proc_stats(&self) -> ProcStats {
+        proc_stats(self.pid())
+    }
+
+    /// Stops the process (SIGKILL: the figures are read before).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Sums `name` and `name{...}` samples in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Clock ticks per second for /proc/PID/stat: 100 on every Linux we know, asked of
+/// getconf when it is there (no libc dependency for one number).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime+stime and VmHWM of one process (zeros when /proc cannot tell).
+pub fn proc_stats(pid: u32) -> ProcStats {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may itself hold spaces: split after ')'.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0);
+    ProcStats {
+        cpu_seconds: ticks as f64 / clock_ticks(),
+        peak_rss_kib,
+    }
+}
+
+/// Where to find the operator binary next to this executable's target directory
+/// (`target/<profile>/examples/bench` -> `target/<profile>/dcs-operator`).
+pub fn sibling_operator_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let candidate = profile_dir.join("dcs-operator");
+    candidate.exists().then_some(candidate)
+}
+
+/// A fresh scratch directory for kubeconfigs and logs.
+pub fn scratch_dir(label: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "dcs-bench-{}-{label}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
