@@ -1,6 +1,7 @@
 //! The one integration-test binary (each test binary links the whole kube stack).
 
 mod admission;
+mod bench_smoke;
 mod chart;
 mod controller;
 mod crd;
