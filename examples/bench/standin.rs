@@ -764,10 +764,17 @@ where
     Body::from_stream(stream)
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+/// Boxed: a Response is large, and the error path is the rare one.
+fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
     serde_json::from_slice(body)
         .or_else(|_| serde_yaml::from_slice(body))
-        .map_err(|e| status(400, "BadRequest", format!("cannot decode the body: {e}")))
+        .map_err(|e| {
+            Box::new(status(
+                400,
+                "BadRequest",
+                format!("cannot decode the body: {e}"),
+            ))
+        })
 }
 
 fn write_kind(kind: Kind, verb: &str) -> &'static str {
@@ -783,7 +790,7 @@ fn write_kind(kind: Kind, verb: &str) -> &'static str {
 fn create(state: &StandIn, target: &Target, body: &Bytes) -> Response {
     let mut object = match parse_body(body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let namespace = target.namespace.clone().unwrap_or_default();
     let name = str_at(&object, "/metadata/name");
@@ -839,7 +846,7 @@ fn patch(
 ) -> Response {
     let mut patch = match parse_body(body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let namespace = target.namespace.clone().unwrap_or_default();
     let mut inner = state.lock();
@@ -910,7 +917,7 @@ fn patch(
 fn replace(state: &StandIn, target: &Target, name: &str, body: &Bytes) -> Response {
     let mut object = match parse_body(body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let namespace = target.namespace.clone().unwrap_or_default();
     let mut inner = state.lock();
