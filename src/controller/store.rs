@@ -121,9 +121,8 @@ impl ObservationStore {
                 previous.as_ref().is_some_and(|e| e.last_good_is_full),
             ),
         };
-        if observation.result.is_ok() {
-            self.wanted().remove(&key);
-        }
+        // A ShowInstance answered the list's question, whatever it said.
+        self.wanted().remove(&key);
         entries.insert(
             key,
             Entry {

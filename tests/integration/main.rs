@@ -9,5 +9,6 @@ mod model;
 mod operations;
 mod properties;
 mod query;
+mod scale;
 mod signing;
 mod simulator;
