@@ -642,3 +642,105 @@ mod e2e {
         outcome
     }
 }
+
+/// The simulator's verifier, given requests nobody signed with the key: refused, never
+/// a panic. A signed request stays accepted whatever unsigned headers ride along.
+mod verifier {
+    use chrono::{TimeZone, Utc};
+    use dcs_operator::dcs::signer;
+    use proptest::prelude::*;
+
+    const ACCESS_KEY: &str = "EXAMPLEAKDCS00000001";
+    const SECRET_KEY: &str = "ExampleSecretKeyDcs000000000000000000001";
+    const PATH: &str =
+        "/v1.0/0123456789abcdef0123456789abcdef/instances/68d5745e-6af2-40e4-945d-fe449be00148";
+    const HOST: &str = "dcs.cn-north-4.myhuaweicloud.com";
+    const DATE: &str = "20240115T083000Z";
+    /// show_instance_v1_minimal of tests/fixtures/signing-vectors.json.
+    const SIGNATURE: &str = "517aae9cff1dbd91946726089c76d55213b8bace0626e5e93473af6998eabb9e";
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Host".to_string()),
+            Just("X-Sdk-Date".to_string()),
+            Just("Authorization".to_string()),
+            Just("Content-Type".to_string()),
+            Just("X-Project-Id".to_string()),
+            "[A-Za-z][-_A-Za-z0-9]{0,15}",
+        ]
+    }
+
+    fn verify(headers: &[(String, String)]) -> Result<String, signer::VerifyError> {
+        let now = Utc.with_ymd_and_hms(2024, 1, 15, 8, 30, 0).unwrap();
+        signer::verify(
+            signer::RequestParts {
+                method: "GET",
+                path: PATH,
+                query: &[],
+                headers,
+                body: b"",
+            },
+            |ak| (ak == ACCESS_KEY).then(|| SECRET_KEY.to_string()),
+            now,
+        )
+    }
+
+    fn signed() -> Vec<(String, String)> {
+        vec![
+            ("X-Sdk-Date".into(), DATE.into()),
+            ("Host".into(), HOST.into()),
+            (
+                "Authorization".into(),
+                format!(
+                    "SDK-HMAC-SHA256 Access={ACCESS_KEY}, SignedHeaders=host;x-sdk-date, Signature={SIGNATURE}"
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_vector_verifies() {
+        assert_eq!(verify(&signed()).unwrap(), ACCESS_KEY);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_header_sets_with_a_forged_signature_are_refused(
+            signature in "[0-9a-f]{64}",
+            signed_headers in prop::collection::vec("[a-z-]{1,12}", 0..4),
+            extra in prop::collection::vec((header_name(), ".{0,24}"), 0..6),
+        ) {
+            prop_assume!(signature != SIGNATURE);
+            let mut names = signed_headers;
+            names.extend(["host".to_string(), "x-sdk-date".to_string()]);
+            let mut headers = vec![
+                ("X-Sdk-Date".to_string(), DATE.to_string()),
+                ("Host".to_string(), HOST.to_string()),
+                ("Authorization".to_string(), format!(
+                    "SDK-HMAC-SHA256 Access={ACCESS_KEY}, SignedHeaders={}, Signature={signature}",
+                    names.join(";")
+                )),
+            ];
+            headers.extend(extra);
+            prop_assert!(verify(&headers).is_err());
+        }
+
+        #[test]
+        fn unsigned_headers_do_not_matter_and_signed_ones_do(
+            extra in prop::collection::vec(("X-[A-Z][a-z]{0,10}", ".{0,24}"), 0..6),
+            host in "[a-z0-9.-]{1,40}",
+        ) {
+            let mut headers = signed();
+            headers.extend(extra);
+            let accepted = verify(&headers).ok();
+            prop_assert_eq!(accepted.as_deref(), Some(ACCESS_KEY));
+            prop_assume!(host != HOST);
+            for header in headers.iter_mut().filter(|(name, _)| name == "Host") {
+                header.1 = host.clone();
+            }
+            prop_assert!(verify(&headers).is_err());
+        }
+    }
+}
