@@ -460,15 +460,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         }
     }
-    conditions.push(condition(
-        current,
-        SYNCED,
-        synced_ok,
-        synced_reason,
-        &synced_message,
-        input.generation,
-        input.now,
-    ));
+    // One transient failure after a working observation is retried (10 s later, or
+    // at the group's next list) before it is reported: a lone 503 or reset must not
+    // rewrite every DcsInstance's status twice.
+    let first_transient_blip = failure.is_some_and(|e| e.is_transient())
+        && input
+            .observation
+            .is_some_and(|o| o.consecutive_failures == 1)
+        && invalid.or(credentials).is_none();
+    let previous_synced = current
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == SYNCED))
+        .filter(|c| c.status == "True");
+    match previous_synced {
+        Some(previous) if first_transient_blip => conditions.push(previous.clone()),
+        _ => conditions.push(condition(
+            current,
+            SYNCED,
+            synced_ok,
+            synced_reason,
+            &synced_message,
+            input.generation,
+            input.now,
+        )),
+    }
     status.conditions = conditions;
     status.observed_generation = input.generation;
 

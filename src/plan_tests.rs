@@ -252,7 +252,8 @@ fn last_known_values_survive_a_transient_error() {
         DcsError::NotFound(api(404, "APIGW.0101")),
     ] {
         let reason = error.reason();
-        let mut case = Case::new(Some(failed(error, 1)));
+        // The second failure in a row: a first transient one is not reported yet.
+        let mut case = Case::new(Some(failed(error, 2)));
         case.current = Some(first.status.clone());
         case.now = now() + TimeDelta::seconds(90);
         let plan = case.plan();
@@ -639,4 +640,26 @@ fn adaptive_polling_by_class_and_batching() {
     case.batched = true;
     let owner_jitter = jitter(interval, &owner().uid);
     assert_eq!(case.plan().requeue_after, Some(interval * 3 + owner_jitter));
+}
+
+#[test]
+fn a_single_transient_failure_is_retried_before_it_is_reported() {
+    let first = Case::new(Some(ok(running(), now()))).plan();
+    let mut blip = Case::new(Some(failed(unavailable(), 1)));
+    blip.current = Some(first.status.clone());
+    assert_eq!(
+        blip.plan().status,
+        first.status,
+        "nothing written for one blip"
+    );
+    let mut again = Case::new(Some(failed(unavailable(), 2)));
+    again.current = Some(first.status.clone());
+    assert_eq!(cond(&again.plan().status, SYNCED).reason, "DcsUnavailable");
+    // Authentication failures are not transient: reported at once.
+    let mut denied = Case::new(Some(failed(
+        DcsError::Unauthorized(api(401, "APIG.0301")),
+        1,
+    )));
+    denied.current = Some(first.status.clone());
+    assert_eq!(cond(&denied.plan().status, SYNCED).reason, "Unauthorized");
 }

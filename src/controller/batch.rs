@@ -203,7 +203,10 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
         next_tick = interval;
         let budget_key = gate_key(&credentials);
         let now = shared.clock.now();
-        match shared.budget.admit(&budget_key, now) {
+        match shared
+            .budget
+            .admit(&budget_key, &credentials.fingerprint(), now)
+        {
             Admission::Go => {}
             Admission::Wait(after) => {
                 next_tick = after;
@@ -236,7 +239,9 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
             started.elapsed(),
             pages,
         );
-        shared.budget.record(&budget_key, &result, at);
+        shared
+            .budget
+            .record(&budget_key, &credentials.fingerprint(), &result, at);
         match result {
             Ok(answer) => {
                 let listed: HashMap<String, crate::dcs::Instance> = answer

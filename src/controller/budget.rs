@@ -2,6 +2,11 @@
 //! a token bucket, a pause for everyone after a 429 with Retry-After, a circuit
 //! breaker after repeated 5xx or transport failures (with half-open probes), and at
 //! most one attempt per five minutes after a 401/403 unless the credentials change.
+//!
+//! The gateway locks an access key after five failed signatures in a row, whatever
+//! the secret key. So credentials not yet proven (no success with that exact secret)
+//! go one call at a time per access key, and after a 401/403 every unproven secret
+//! for that access key waits five minutes; a proven one keeps working.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +40,10 @@ pub enum Admission {
 struct KeyState {
     tokens: f64,
     refilled_at: DateTime<Utc>,
+    /// Credential fingerprints that had a success with this access key.
+    proven: std::collections::HashSet<String>,
+    /// An unproven credential's call is under way: others with this key wait for it.
+    unproven_in_flight: bool,
     auth_blocked: Option<(DateTime<Utc>, DcsError)>,
     paused: Option<(DateTime<Utc>, DcsError)>,
     server_failures: u32,
@@ -75,12 +84,15 @@ impl ApiBudget {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Asks for one call with `key` at `now`; a `Go` spends a token.
-    pub fn admit(&self, key: &str, now: DateTime<Utc>) -> Admission {
+    /// Asks for one call with access key `key` and credentials `fingerprint` at
+    /// `now`; a `Go` spends a token.
+    pub fn admit(&self, key: &str, fingerprint: &str, now: DateTime<Utc>) -> Admission {
         let mut keys = self.lock();
         let state = keys.entry(key.to_string()).or_insert_with(|| KeyState {
             tokens: self.burst,
             refilled_at: now,
+            proven: Default::default(),
+            unproven_in_flight: false,
             auth_blocked: None,
             paused: None,
             server_failures: 0,
@@ -88,11 +100,17 @@ impl ApiBudget {
             open_for: BREAKER_OPEN,
             probing: false,
         });
+        let proven = state.proven.contains(fingerprint);
         if let Some((until, error)) = &state.auth_blocked {
-            if now < *until {
+            if now < *until && !proven {
                 return Admission::Refused(error.clone());
             }
-            state.auth_blocked = None;
+            if now >= *until {
+                state.auth_blocked = None;
+            }
+        }
+        if !proven && state.unproven_in_flight {
+            return Admission::Wait(Duration::from_millis(500));
         }
         if let Some((until, error)) = &state.paused {
             if now < *until {
@@ -113,6 +131,9 @@ impl ApiBudget {
         state.refilled_at = now;
         if state.tokens >= 1.0 {
             state.tokens -= 1.0;
+            if !proven {
+                state.unproven_in_flight = true;
+            }
             Admission::Go
         } else {
             if state.probing {
@@ -125,19 +146,31 @@ impl ApiBudget {
     }
 
     /// Learns from an answer to a call that `admit` let go.
-    pub fn record<T>(&self, key: &str, result: &Result<T, DcsError>, now: DateTime<Utc>) {
+    pub fn record<T>(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        result: &Result<T, DcsError>,
+        now: DateTime<Utc>,
+    ) {
         let mut keys = self.lock();
         let Some(state) = keys.get_mut(key) else {
             return;
         };
         let probing = std::mem::replace(&mut state.probing, false);
+        if !state.proven.contains(fingerprint) {
+            state.unproven_in_flight = false;
+        }
         match result {
             Ok(_) => {
+                state.proven.insert(fingerprint.to_string());
                 state.server_failures = 0;
                 state.open = None;
                 state.open_for = BREAKER_OPEN;
             }
             Err(error @ (DcsError::Unauthorized(_) | DcsError::Forbidden(_))) => {
+                // Revoked or wrong: this secret is no longer proven.
+                state.proven.remove(fingerprint);
                 state.auth_blocked = Some((now + delta(AUTH_RETRY), error.clone()));
             }
             Err(error @ DcsError::Throttled { retry_after, .. }) => {
@@ -179,19 +212,30 @@ mod tests {
         }
     }
 
+    /// A budget in which the credentials `fp` have already worked for `ak`.
+    fn proven(rate: f64, burst: u32, now: DateTime<Utc>) -> ApiBudget {
+        let budget = ApiBudget::new(rate, burst);
+        assert_eq!(
+            budget.admit("ak", "fp", now - TimeDelta::hours(1)),
+            Admission::Go
+        );
+        budget.record::<()>("ak", "fp", &Ok(()), now - TimeDelta::hours(1));
+        budget
+    }
+
     #[test]
     fn token_bucket_limits_the_rate() {
-        let budget = ApiBudget::new(2.0, 3);
         let now = Utc::now();
+        let budget = proven(2.0, 3, now);
         let goes = (0..10)
-            .filter(|_| budget.admit("ak", now) == Admission::Go)
+            .filter(|_| budget.admit("ak", "fp", now) == Admission::Go)
             .count();
         assert_eq!(goes, 3, "the burst");
-        assert!(matches!(budget.admit("ak", now), Admission::Wait(_)));
-        assert_eq!(budget.admit("other", now), Admission::Go, "per key");
+        assert!(matches!(budget.admit("ak", "fp", now), Admission::Wait(_)));
+        assert_eq!(budget.admit("other", "fp2", now), Admission::Go, "per key");
         let later = now + TimeDelta::seconds(1);
         let goes = (0..10)
-            .filter(|_| budget.admit("ak", later) == Admission::Go)
+            .filter(|_| budget.admit("ak", "fp", later) == Admission::Go)
             .count();
         assert_eq!(goes, 2, "two a second");
     }
@@ -200,74 +244,112 @@ mod tests {
     fn auth_failure_blocks_the_key_for_five_minutes() {
         let budget = ApiBudget::new(100.0, 100);
         let now = Utc::now();
-        assert_eq!(budget.admit("ak", now), Admission::Go);
-        budget.record::<()>("ak", &Err(DcsError::Unauthorized(api(401))), now);
+        assert_eq!(budget.admit("ak", "fp", now), Admission::Go);
+        budget.record::<()>("ak", "fp", &Err(DcsError::Unauthorized(api(401))), now);
         assert!(matches!(
-            budget.admit("ak", now + TimeDelta::seconds(299)),
+            budget.admit("ak", "fp", now + TimeDelta::seconds(299)),
             Admission::Refused(DcsError::Unauthorized(_))
         ));
         assert_eq!(
-            budget.admit("ak", now + TimeDelta::seconds(300)),
+            budget.admit("ak", "fp", now + TimeDelta::seconds(300)),
             Admission::Go
         );
-        budget.record::<()>("ak", &Err(DcsError::Forbidden(api(403))), now);
+        budget.record::<()>("ak", "fp", &Err(DcsError::Forbidden(api(403))), now);
         budget.credentials_changed("ak");
-        assert_eq!(budget.admit("ak", now), Admission::Go);
+        assert_eq!(budget.admit("ak", "fp", now), Admission::Go);
+    }
+
+    #[test]
+    fn unproven_secrets_go_one_at_a_time_and_a_failure_blocks_them_all() {
+        let budget = ApiBudget::new(100.0, 100);
+        let now = Utc::now();
+        assert_eq!(budget.admit("ak", "wrong-1", now), Admission::Go);
+        assert!(
+            matches!(budget.admit("ak", "wrong-1", now), Admission::Wait(_)),
+            "one at a time"
+        );
+        assert!(
+            matches!(budget.admit("ak", "wrong-2", now), Admission::Wait(_)),
+            "whatever the secret"
+        );
+        budget.record::<()>("ak", "wrong-1", &Err(DcsError::Unauthorized(api(401))), now);
+        assert!(matches!(
+            budget.admit("ak", "wrong-2", now),
+            Admission::Refused(_)
+        ));
+        // A proven secret for the same key keeps working (its successes also reset
+        // the gateway's count of failures in a row).
+        let budget = ApiBudget::new(100.0, 100);
+        assert_eq!(budget.admit("ak", "right", now), Admission::Go);
+        budget.record::<()>("ak", "right", &Ok(()), now);
+        assert_eq!(budget.admit("ak", "right", now), Admission::Go);
+        assert_eq!(
+            budget.admit("ak", "right", now),
+            Admission::Go,
+            "proven: no longer one at a time"
+        );
+        assert_eq!(budget.admit("ak", "wrong", now), Admission::Go);
+        budget.record::<()>("ak", "wrong", &Err(DcsError::Unauthorized(api(401))), now);
+        assert!(matches!(
+            budget.admit("ak", "wrong", now),
+            Admission::Refused(_)
+        ));
+        assert_eq!(budget.admit("ak", "right", now), Admission::Go);
     }
 
     #[test]
     fn throttling_pauses_every_caller_of_the_key() {
         let budget = ApiBudget::new(100.0, 100);
         let now = Utc::now();
-        budget.admit("ak", now);
+        budget.admit("ak", "fp", now);
         let throttled = DcsError::Throttled {
             retry_after: Some(Duration::from_secs(7)),
             api: api(429),
         };
-        budget.record::<()>("ak", &Err(throttled), now);
+        budget.record::<()>("ak", "fp", &Err(throttled), now);
         assert!(matches!(
-            budget.admit("ak", now + TimeDelta::seconds(6)),
+            budget.admit("ak", "fp", now + TimeDelta::seconds(6)),
             Admission::Refused(DcsError::Throttled { .. })
         ));
         assert_eq!(
-            budget.admit("ak", now + TimeDelta::seconds(7)),
+            budget.admit("ak", "fp", now + TimeDelta::seconds(7)),
             Admission::Go
         );
     }
 
     #[test]
     fn breaker_opens_probes_and_closes() {
-        let budget = ApiBudget::new(1000.0, 1000);
         let mut now = Utc::now();
+        let budget = proven(1000.0, 1000, now);
         let failure: Result<(), DcsError> = Err(DcsError::Server(api(503)));
         for _ in 0..BREAKER_THRESHOLD {
-            assert_eq!(budget.admit("ak", now), Admission::Go);
-            budget.record("ak", &failure, now);
+            assert_eq!(budget.admit("ak", "fp", now), Admission::Go);
+            budget.record("ak", "fp", &failure, now);
         }
         assert!(matches!(
-            budget.admit("ak", now),
+            budget.admit("ak", "fp", now),
             Admission::Refused(DcsError::Server(_))
         ));
         now += TimeDelta::seconds(30);
         assert_eq!(
-            budget.admit("ak", now),
+            budget.admit("ak", "fp", now),
             Admission::Go,
             "one half-open probe"
         );
         assert!(
-            matches!(budget.admit("ak", now), Admission::Refused(_)),
+            matches!(budget.admit("ak", "fp", now), Admission::Refused(_)),
             "only one"
         );
-        budget.record("ak", &failure, now);
+        budget.record("ak", "fp", &failure, now);
         now += TimeDelta::seconds(30);
         assert!(
-            matches!(budget.admit("ak", now), Admission::Refused(_)),
+            matches!(budget.admit("ak", "fp", now), Admission::Refused(_)),
             "open twice as long"
         );
         now += TimeDelta::seconds(30);
-        assert_eq!(budget.admit("ak", now), Admission::Go);
-        budget.record::<()>("ak", &Ok(()), now);
-        assert_eq!(budget.admit("ak", now), Admission::Go, "closed again");
-        assert_eq!(budget.admit("ak", now), Admission::Go);
+        assert_eq!(budget.admit("ak", "fp", now), Admission::Go);
+        budget.record::<()>("ak", "fp", &Ok(()), now);
+        assert_eq!(budget.admit("ak", "fp", now), Admission::Go, "closed again");
+        assert_eq!(budget.admit("ak", "fp", now), Admission::Go);
     }
 }

@@ -418,7 +418,10 @@ async fn observe(
         _ => {}
     }
     let budget_key = secrets::gate_key(credentials);
-    match shared.budget.admit(&budget_key, now) {
+    match shared
+        .budget
+        .admit(&budget_key, &credentials.fingerprint(), now)
+    {
         Admission::Go => {}
         Admission::Wait(after) => {
             return match stored {
@@ -449,7 +452,9 @@ async fn observe(
         .metrics
         .dcs_request("show_instance", &result, started.elapsed(), 1);
     let at = shared.clock.now();
-    shared.budget.record(&budget_key, &result, at);
+    shared
+        .budget
+        .record(&budget_key, &credentials.fingerprint(), &result, at);
     match &result {
         Ok(instance) => debug!(
             status = instance.status.as_deref().unwrap_or(""),

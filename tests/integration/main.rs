@@ -9,6 +9,7 @@ mod model;
 mod operations;
 mod properties;
 mod query;
+mod resilience;
 mod scale;
 mod signing;
 mod simulator;

@@ -22,27 +22,40 @@ use serde_json::{Value, json};
 
 use crate::controller::credentials_secret;
 
-const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const PROJECT: &str = "0123456789abcdef0123456789abcdef";
 
-fn instance_id(i: usize) -> String {
+pub(crate) fn instance_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
 
 /// Kubernetes writes and reads the fake API server saw.
 #[derive(Debug, Default, Clone)]
-struct Seen {
-    status_patches: usize,
-    secret_creates: usize,
-    secret_patches: usize,
-    reads: usize,
+pub(crate) struct Seen {
+    pub(crate) status_patches: usize,
+    pub(crate) secret_creates: usize,
+    pub(crate) secret_patches: usize,
+    pub(crate) reads: usize,
+    /// Writes refused by an injected fault.
+    pub(crate) refused: usize,
 }
+
+/// Sees every write of one kind: (object name, what is written).
+pub(crate) type WriteHook = Box<dyn FnMut(&str, &Value) + Send>;
 
 /// A small stateful stand-in for the API server: Secrets and statuses by name.
 #[derive(Default)]
-struct FakeApi {
-    secrets: HashMap<String, Value>,
-    statuses: HashMap<String, Value>,
-    seen: Seen,
+pub(crate) struct FakeApi {
+    pub(crate) secrets: HashMap<String, Value>,
+    pub(crate) statuses: HashMap<String, Value>,
+    pub(crate) seen: Seen,
+    /// The credentials Secret `creds` as GET returns it (None: 404).
+    pub(crate) credentials: Option<Value>,
+    /// HTTP statuses to answer the next writes with, instead of doing them.
+    pub(crate) fail_writes: std::collections::VecDeque<u16>,
+    /// Called with (object name, status) on every status write before it is stored.
+    pub(crate) on_status: Option<WriteHook>,
+    /// Called with (Secret name, Secret) on every Secret write.
+    pub(crate) on_secret: Option<WriteHook>,
 }
 
 fn reply(status: u16, body: &Value) -> Response<Body> {
@@ -55,7 +68,10 @@ fn reply(status: u16, body: &Value) -> Response<Body> {
 fn spawn_fake_api(
     mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
 ) -> Arc<Mutex<FakeApi>> {
-    let state = Arc::new(Mutex::new(FakeApi::default()));
+    let state = Arc::new(Mutex::new(FakeApi {
+        credentials: Some(serde_json::to_value(credentials_secret()).unwrap()),
+        ..FakeApi::default()
+    }));
     let shared = state.clone();
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
@@ -64,10 +80,30 @@ fn spawn_fake_api(
             let body = request.into_body().collect_bytes().await.unwrap();
             let mut api = shared.lock().unwrap();
             let name = path.rsplit('/').next().unwrap_or_default().to_string();
+            if method != "GET"
+                && let Some(code) = api.fail_writes.pop_front()
+            {
+                api.seen.refused += 1;
+                let reason = if code == 409 {
+                    "Conflict"
+                } else {
+                    "InternalError"
+                };
+                let body = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":reason,"code":code,"message":"injected"});
+                drop(api);
+                send.send_response(reply(code, &body));
+                continue;
+            }
             let response = match (method.as_str(), path.as_str()) {
                 ("GET", p) if p.ends_with("/secrets/creds") => {
                     api.seen.reads += 1;
-                    reply(200, &serde_json::to_value(credentials_secret()).unwrap())
+                    match &api.credentials {
+                        Some(secret) => reply(200, secret),
+                        None => reply(
+                            404,
+                            &json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}),
+                        ),
+                    }
                 }
                 ("GET", p) if p.contains("/secrets/") => {
                     api.seen.reads += 1;
@@ -86,6 +122,14 @@ fn spawn_fake_api(
                     secret["metadata"]["uid"] =
                         json!(format!("secret-{}", api.seen.secret_creates));
                     let key = secret["metadata"]["name"].as_str().unwrap().to_string();
+                    if api.secrets.contains_key(&key) {
+                        drop(api);
+                        send.send_response(reply(409, &json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"AlreadyExists","code":409})));
+                        continue;
+                    }
+                    if let Some(hook) = api.on_secret.as_mut() {
+                        hook(&key, &secret);
+                    }
                     api.secrets.insert(key, secret.clone());
                     reply(201, &secret)
                 }
@@ -106,7 +150,11 @@ fn spawn_fake_api(
                         .parse()
                         .unwrap();
                     secret["metadata"]["resourceVersion"] = json!((version + 1).to_string());
-                    reply(200, &secret.clone())
+                    let secret = secret.clone();
+                    if let Some(hook) = api.on_secret.as_mut() {
+                        hook(&name, &secret);
+                    }
+                    reply(200, &secret)
                 }
                 ("PATCH", p) if p.ends_with("/status") => {
                     api.seen.status_patches += 1;
@@ -117,6 +165,9 @@ fn spawn_fake_api(
                         .next()
                         .unwrap()
                         .to_string();
+                    if let Some(hook) = api.on_status.as_mut() {
+                        hook(&object, &applied["status"]);
+                    }
                     api.statuses
                         .insert(object.clone(), applied["status"].clone());
                     reply(
@@ -139,16 +190,20 @@ fn spawn_fake_api(
     state
 }
 
-struct Fleet {
-    ctx: Arc<Context>,
-    api: Arc<Mutex<FakeApi>>,
-    sim: SimHandle,
-    clock: ManualClock,
-    objects: Vec<DcsInstance>,
-    requests: dcs_operator::controller::RequestReceiver,
+pub(crate) struct Fleet {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) api: Arc<Mutex<FakeApi>>,
+    pub(crate) sim: SimHandle,
+    pub(crate) clock: ManualClock,
+    pub(crate) objects: Vec<DcsInstance>,
+    pub(crate) requests: dcs_operator::controller::RequestReceiver,
 }
 
-async fn fleet(n: usize, batching: bool) -> Fleet {
+pub(crate) async fn fleet(n: usize, batching: bool) -> Fleet {
+    fleet_with(n, batching, ClientConfig::default()).await
+}
+
+pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -> Fleet {
     let instances = (0..n)
         .map(|i| {
             let mut fields = serde_json::Map::new();
@@ -181,7 +236,7 @@ async fn fleet(n: usize, batching: bool) -> Fleet {
     let api = spawn_fake_api(handle);
     let mut shared = Shared::new(
         Client::new(service, "default"),
-        DcsClient::new(ClientConfig::default(), shared_clock.clone()).unwrap(),
+        DcsClient::new(client, shared_clock.clone()).unwrap(),
         shared_clock,
         SpecDefaults {
             poll_interval: Duration::from_secs(60),
@@ -228,7 +283,7 @@ async fn fleet(n: usize, batching: bool) -> Fleet {
 
 impl Fleet {
     /// The object as the watch would deliver it: with the status last written.
-    fn current(&self, i: usize) -> DcsInstance {
+    pub(crate) fn current(&self, i: usize) -> DcsInstance {
         let mut obj = self.objects[i].clone();
         let name = format!("cache-{i}");
         obj.status = self
@@ -241,7 +296,7 @@ impl Fleet {
         obj
     }
 
-    async fn reconcile_all(&self) {
+    pub(crate) async fn reconcile_all(&self) {
         for i in 0..self.objects.len() {
             reconcile(Arc::new(self.current(i)), self.ctx.clone())
                 .await
@@ -250,7 +305,7 @@ impl Fleet {
     }
 
     /// Reconciles whatever the batch poller asked for, until it is quiet.
-    async fn drain_requests(&mut self) -> usize {
+    pub(crate) async fn drain_requests(&mut self) -> usize {
         let mut handled = 0;
         while let Ok(Some(object)) =
             tokio::time::timeout(Duration::from_millis(700), self.requests.next()).await
@@ -264,7 +319,7 @@ impl Fleet {
         handled
     }
 
-    fn dcs_calls(&self) -> (u64, u64) {
+    pub(crate) fn dcs_calls(&self) -> (u64, u64) {
         let counters = self.sim.state().counters();
         (
             counters.requests_for("list_v2"),
@@ -272,13 +327,13 @@ impl Fleet {
         )
     }
 
-    fn seen(&self) -> Seen {
+    pub(crate) fn seen(&self) -> Seen {
         self.api.lock().unwrap().seen.clone()
     }
 
     /// One poll tick: time moves a poll interval, the groups list, and every
     /// object's own timer fires.
-    async fn tick(&mut self) {
+    pub(crate) async fn tick(&mut self) {
         // 60 s plus the largest jitter (10 %): every object's own timer is due.
         self.clock.advance(chrono::TimeDelta::seconds(67));
         self.ctx.shared.batch.refresh_all();
@@ -287,7 +342,7 @@ impl Fleet {
     }
 }
 
-fn ready_count(fleet: &Fleet) -> usize {
+pub(crate) fn ready_count(fleet: &Fleet) -> usize {
     let api = fleet.api.lock().unwrap();
     api.statuses
         .values()
