@@ -185,6 +185,38 @@ pub(crate) async fn body_json(request: Request<Body>) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Answers the credentials Secret read with the good keys.
+pub(crate) async fn answer_credentials(handle: &mut ApiServerHandle) {
+    let (_, send) = expect(handle, "GET", &format!("{SECRETS}/creds")).await;
+    respond(
+        send,
+        200,
+        serde_json::to_value(credentials_secret()).unwrap(),
+    );
+}
+
+/// Answers a status patch at `path` and returns what was applied.
+pub(crate) async fn answer_status(handle: &mut ApiServerHandle, path: &str) -> Value {
+    let (request, send) = expect(handle, "PATCH", path).await;
+    let applied = body_json(request).await;
+    let mut echoed = applied.clone();
+    echoed["metadata"] = json!({"name": "cache", "namespace": NS});
+    echoed["spec"] = json!({"instanceId": INSTANCE});
+    respond(send, 200, echoed);
+    applied
+}
+
+/// One condition of an applied status.
+pub(crate) fn condition_in(applied: &Value, type_: &str) -> Value {
+    applied["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+        .clone()
+}
+
 /// Asserts that no further request reaches the API server.
 pub(crate) async fn expect_nothing_more(handle: &mut ApiServerHandle) {
     if let Ok(Some((request, _))) =
@@ -204,12 +236,7 @@ pub(crate) async fn first_reconcile(h: &mut Harness) -> (DcsInstanceStatus, Secr
     let obj = Arc::new(dcs_instance(&h.sim, None));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     respond(send, 404, not_found("cache-dcs"));
     let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
@@ -302,12 +329,7 @@ async fn without_caches_an_unchanged_secret_is_read_but_never_written() {
     let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     respond(send, 200, serde_json::to_value(secret).unwrap());
     task.await.unwrap().unwrap();
@@ -332,12 +354,7 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
     let ctx = Arc::new(Context::new(shared));
     let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     let mut existing = secret.clone();
     existing.metadata.uid = Some("secret-uid".into());
@@ -353,14 +370,9 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
         json!(ByteString(b"192.168.3.200".to_vec()))
     );
     respond(send, 200, serde_json::to_value(&existing).unwrap());
-    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    let applied = body_json(request).await;
+    let applied = answer_status(&mut h.handle, STATUS).await;
     assert_eq!(applied["status"]["ip"], "192.168.3.200");
-    respond(
-        send,
-        200,
-        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-    );
+
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
 }
@@ -371,12 +383,7 @@ async fn a_foreign_secret_is_never_touched() {
     let obj = Arc::new(dcs_instance(&h.sim, None));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     let foreign = Secret {
         metadata: ObjectMeta {
@@ -389,23 +396,12 @@ async fn a_foreign_secret_is_never_touched() {
     };
     respond(send, 200, serde_json::to_value(foreign).unwrap());
     // No POST, no PATCH of the Secret: straight to status.
-    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    let applied = body_json(request).await;
-    let ready = applied["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let applied = answer_status(&mut h.handle, STATUS).await;
+    let ready = condition_in(&applied, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "SecretConflict");
     assert!(applied["status"].get("connectionSecretName").is_none());
-    respond(
-        send,
-        200,
-        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-    );
+
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
 }
@@ -418,8 +414,7 @@ async fn missing_credentials_secret_says_so_and_calls_no_dcs() {
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
     respond(send, 404, not_found("creds"));
-    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    let applied = body_json(request).await;
+    let applied = answer_status(&mut h.handle, STATUS).await;
     let conditions = applied["status"]["conditions"].as_array().unwrap();
     for type_ in ["Ready", "Synced"] {
         let c = conditions.iter().find(|c| c["type"] == type_).unwrap();
@@ -427,11 +422,7 @@ async fn missing_credentials_secret_says_so_and_calls_no_dcs() {
         assert_eq!(c["reason"], "CredentialsNotFound");
         assert!(c["message"].as_str().unwrap().contains("creds"));
     }
-    respond(
-        send,
-        200,
-        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-    );
+
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
     assert_eq!(h.sim.state().counters().requests_for("show_v1"), 0);
@@ -457,21 +448,10 @@ async fn wrong_secret_key_is_tried_once_per_five_minutes_across_instances() {
         let status_path = format!(
             "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache{round}/status"
         );
-        let (request, send) = expect(&mut h.handle, "PATCH", &status_path).await;
-        let applied = body_json(request).await;
-        let synced = applied["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Synced")
-            .unwrap()
-            .clone();
+        let applied = answer_status(&mut h.handle, &status_path).await;
+        let synced = condition_in(&applied, "Synced");
         assert_eq!(synced["reason"], "Unauthorized");
-        respond(
-            send,
-            200,
-            serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-        );
+
         task.await.unwrap().unwrap();
     }
     let counters = h.sim.state().counters();

@@ -155,24 +155,14 @@ async fn events_are_published_on_transitions_only() {
     let obj = Arc::new(dcs_instance(&h.sim, None));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     respond(send, 404, not_found("cache-dcs"));
     let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
     let created = body_json(request).await;
     respond(send, 201, created.clone());
-    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    let applied = body_json(request).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-    );
+    let applied = answer_status(&mut h.handle, STATUS).await;
+
     let (request, send) = expect(
         &mut h.handle,
         "POST",
@@ -194,12 +184,7 @@ async fn events_are_published_on_transitions_only() {
     let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
     let ctx = h.ctx.clone();
     let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
+    answer_credentials(&mut h.handle).await;
     let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
     respond(send, 200, created);
     task.await.unwrap().unwrap();
