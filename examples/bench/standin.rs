@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -633,21 +634,52 @@ fn list(
     metadata_only: bool,
 ) -> Response {
     let filter = Filter::parse(target.namespace.clone(), query);
+    // Pages as a real server serves them (kube's watcher asks for 500 at a time),
+    // so the operator never decodes one giant list the real thing would not send.
+    // The token carries the first page's resourceVersion and the last key served.
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|&l| l > 0)
+        .unwrap_or(usize::MAX);
+    let after = query.get("continue").and_then(|token| {
+        let mut parts = token.splitn(3, '|');
+        Some((
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+            parts.next()?.to_string(),
+        ))
+    });
     let inner = state.lock();
-    let items: Vec<Value> = inner
+    let start = match &after {
+        Some((_, ns, name)) => Bound::Excluded((target.kind, ns.clone(), name.clone())),
+        None => Bound::Included((target.kind, String::new(), String::new())),
+    };
+    let mut matching = inner
         .objects
-        .iter()
-        .filter(|((k, ns, _), o)| *k == target.kind && filter.matches(ns, o))
-        .map(|(_, o)| {
-            if metadata_only {
-                partial(o)
-            } else {
-                (**o).clone()
-            }
-        })
-        .collect();
-    let rv = inner.rv.to_string();
+        .range((start, Bound::Unbounded))
+        .take_while(|((k, _, _), _)| *k == target.kind)
+        .filter(|((_, ns, _), o)| filter.matches(ns, o));
+    let mut items = Vec::new();
+    let mut last = None;
+    for ((_, ns, name), object) in matching.by_ref().take(limit) {
+        items.push(if metadata_only {
+            partial(object)
+        } else {
+            (**object).clone()
+        });
+        last = Some((ns.clone(), name.clone()));
+    }
+    let more = matching.next().is_some();
+    let rv = match &after {
+        Some((rv, _, _)) => rv.clone(),
+        None => inner.rv.to_string(),
+    };
     drop(inner);
+    let mut metadata = json!({"resourceVersion": rv});
+    if more && let Some((ns, name)) = last {
+        metadata["continue"] = json!(format!("{rv}|{ns}|{name}"));
+    }
     let (api_version, kind) = if metadata_only {
         (
             "meta.k8s.io/v1".to_string(),
@@ -660,7 +692,7 @@ fn list(
         )
     };
     ok(json!({"apiVersion": api_version, "kind": kind,
-        "metadata": {"resourceVersion": rv}, "items": items}))
+        "metadata": metadata, "items": items}))
 }
 
 fn watch(
