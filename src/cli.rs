@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// Requests a bucket may hold for bursts.
     #[arg(long, default_value_t = 40)]
     pub api_burst: u32,
+    /// Reconciles running at once. Unbounded, a start-up with thousands of
+    /// DcsInstances would open as many API requests (and connections) at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u16,
     /// Serve only DcsInstances matching this label selector (e.g. `shard=a`), so
     /// several deployments can split a cluster.
     #[arg(long)]

@@ -118,6 +118,7 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     );
     shared.selector = args.selector.clone();
     shared.batching = args.batch_polling;
+    shared.concurrency = args.concurrency;
     shared.budget = ApiBudget::new(args.api_rate_limit, args.api_burst);
     shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
     if args.leader_elect {

@@ -227,9 +227,45 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
             }
         }
         let started = std::time::Instant::now();
+        // Several DcsInstances may name the same DCS instance: merge once, tell all.
+        let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
+        for member in &members {
+            by_instance
+                .entry(member.instance_id.as_str())
+                .or_default()
+                .push(member);
+        }
+        // Items are merged as their page arrives and the rest dropped at once: a
+        // project may hold far more instances than this operator serves, and a tick
+        // must not hold thousands of full answers.
+        let mut found = std::collections::HashSet::new();
         let result = shared
             .dcs
-            .list_instances(&endpoint, &credentials, &key.project_id, MAX_LIST_PAGE)
+            .list_instances_with(
+                &endpoint,
+                &credentials,
+                &key.project_id,
+                MAX_LIST_PAGE,
+                |item| {
+                    let Some(id) = item.instance_id.as_deref() else {
+                        return;
+                    };
+                    let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
+                        return;
+                    };
+                    found.insert(*instance_id);
+                    let outcome = shared.observations.record_listed(
+                        observation_key(&key, instance_id),
+                        item,
+                        shared.clock.now(),
+                    );
+                    if outcome.changed || outcome.needs_show {
+                        for member in interested {
+                            shared.request_reconcile(member.object.clone());
+                        }
+                    }
+                },
+            )
             .await;
         let at = shared.clock.now();
         let pages = result.as_ref().map(|a| a.pages).unwrap_or(1);
@@ -242,50 +278,33 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
         shared
             .budget
             .record(&budget_key, &credentials.fingerprint(), &result, at);
+        let unlisted = by_instance
+            .iter()
+            .filter(|(instance_id, _)| !found.contains(*instance_id));
         match result {
-            Ok(answer) => {
-                let listed: HashMap<String, crate::dcs::Instance> = answer
-                    .value
-                    .into_iter()
-                    .filter_map(|item| Some((item.instance_id.clone()?, item)))
-                    .collect();
-                // Several DcsInstances may name the same DCS instance: merge once, tell all.
-                let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
-                for member in &members {
-                    by_instance
-                        .entry(member.instance_id.as_str())
-                        .or_default()
-                        .push(member);
-                }
-                for (instance_id, group_members) in by_instance {
-                    let key = observation_key(&key, instance_id);
-                    let notify = match listed.get(instance_id) {
-                        Some(item) => {
-                            let outcome = shared.observations.record_listed(key, item.clone(), at);
-                            outcome.changed || outcome.needs_show
-                        }
-                        None => {
-                            // Not listed: only ShowInstance can say whether it still exists.
-                            shared.observations.request_show(key);
-                            true
-                        }
-                    };
-                    if notify {
-                        for member in group_members {
-                            shared.request_reconcile(member.object.clone());
-                        }
+            Ok(_) => {
+                for (instance_id, interested) in unlisted {
+                    // Not listed: only ShowInstance can say whether it still exists.
+                    shared
+                        .observations
+                        .request_show(observation_key(&key, instance_id));
+                    for member in interested {
+                        shared.request_reconcile(member.object.clone());
                     }
                 }
             }
             Err(error) => {
                 warn!(endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
-                for member in &members {
-                    let key = observation_key(&key, &member.instance_id);
+                // Pages that arrived were merged; the rest learn why they were not.
+                for (instance_id, interested) in unlisted {
+                    let key = observation_key(&key, instance_id);
                     if shared
                         .observations
                         .record_list_failure(key, error.clone(), at)
                     {
-                        shared.request_reconcile(member.object.clone());
+                        for member in interested {
+                            shared.request_reconcile(member.object.clone());
+                        }
                     }
                 }
                 next_tick = interval.min(Duration::from_secs(30));

@@ -99,6 +99,8 @@ pub struct Shared {
     pub readiness: Arc<Readiness>,
     /// Label selector on DcsInstances, to split a cluster between deployments.
     pub selector: Option<String>,
+    /// Reconciles at once per controller (0: unbounded).
+    pub concurrency: u16,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl Shared {
             recorder: None,
             readiness: Arc::new(Readiness::default()),
             selector: None,
+            concurrency: 32,
         }
     }
 
@@ -553,6 +556,19 @@ pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, _ctx: Arc<Context>) ->
     Action::requeue(Duration::from_secs(5))
 }
 
+/// Drops what the operator never reads from cached objects: managedFields (often the
+/// largest part of an object), and the last-applied annotation (a second copy of the
+/// object, for a Secret its data).
+pub fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 /// Which namespaces to serve: all, or the listed ones (one controller each).
 pub async fn run(
     shared: Arc<Shared>,
@@ -592,6 +608,7 @@ pub async fn run(
                 watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
             )
             .default_backoff()
+            .modify(|secret: &mut Secret| strip_metadata(&mut secret.metadata))
             .reflect(owned_writer)
             .applied_objects();
             // Metadata only: notices changes of credentials and password Secrets
@@ -599,14 +616,27 @@ pub async fn run(
             let (metadata_reader, metadata_writer) = reflector::store();
             let referenced = watcher(secret_metadata, watcher::Config::default())
                 .default_backoff()
+                .modify(|meta: &mut PartialObjectMeta<Secret>| {
+                    // Name and resourceVersion are all the credentials cache needs.
+                    strip_metadata(&mut meta.metadata);
+                    meta.metadata.labels = None;
+                    meta.metadata.owner_references = None;
+                })
                 .reflect(metadata_writer)
                 .touched_objects();
             let mut instance_config = watcher::Config::default();
             if let Some(selector) = &shared.selector {
                 instance_config = instance_config.labels(selector);
             }
-            let controller = Controller::new(instances, instance_config);
-            let store = controller.store();
+            let (store, instance_writer) = reflector::store();
+            let instance_stream = watcher(instances, instance_config)
+                .default_backoff()
+                .modify(|obj: &mut DcsInstance| strip_metadata(obj.meta_mut()))
+                .reflect(instance_writer)
+                .applied_objects();
+            let controller = Controller::for_stream(instance_stream, store.clone()).with_config(
+                kube::runtime::controller::Config::default().concurrency(shared.concurrency),
+            );
             shared.instances.add_store(store.clone());
             shared.readiness.expect(3);
             for ready in [

@@ -100,7 +100,7 @@ impl ObservationStore {
             .unwrap_or(0);
         let (observation, last_good, full) = match result {
             Ok(instance) => {
-                let instance = Arc::new(instance);
+                let instance = Arc::new(instance.slim());
                 (
                     Observation {
                         at,
@@ -140,6 +140,7 @@ impl ObservationStore {
     pub fn record_listed(&self, key: ObservationKey, item: Instance, at: DateTime<Utc>) -> Listed {
         let mut entries = self.lock();
         let previous = entries.get(&key);
+        let item = item.slim();
         let merged = match previous.and_then(|e| e.last_good.as_deref()) {
             Some(last) => item.merged_over(last),
             None => item,

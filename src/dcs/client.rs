@@ -247,6 +247,10 @@ impl DcsClient {
 
     /// Every instance of a project through the v2 list (`offset`/`limit`), failed
     /// creations included, paged until a short page, de-duplicated by instance id.
+    ///
+    /// A page of exactly `page_size` items costs one more (empty) page: the API does
+    /// not document whether `instance_num` is the total or the page size, and
+    /// trusting the wrong one would drop instances.
     pub async fn list_instances(
         &self,
         endpoint: &Endpoint,
@@ -254,9 +258,31 @@ impl DcsClient {
         project_id: &str,
         page_size: u32,
     ) -> Result<Answer<Vec<Instance>>, DcsError> {
+        let mut instances = Vec::new();
+        let listed = self
+            .list_instances_with(endpoint, credentials, project_id, page_size, |instance| {
+                instances.push(instance)
+            })
+            .await?;
+        Ok(Answer {
+            value: instances,
+            request_id: listed.request_id,
+            pages: listed.pages,
+        })
+    }
+
+    /// Like [`Self::list_instances`], handing each instance to `sink` as its page
+    /// arrives, so a caller with thousands need not hold them all at once.
+    pub async fn list_instances_with(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        page_size: u32,
+        mut sink: impl FnMut(Instance),
+    ) -> Result<Answer<()>, DcsError> {
         let limit = page_size.clamp(1, MAX_LIST_PAGE);
         let mut seen = HashSet::new();
-        let mut instances = Vec::new();
         let mut offset: u64 = 0;
         let mut request_id = None;
         let mut pages = 0;
@@ -283,7 +309,7 @@ impl DcsClient {
                 };
                 if seen.insert(id) {
                     new += 1;
-                    instances.push(instance);
+                    sink(instance);
                 }
             }
             // A short page ends the listing; so does a page with nothing new, which a
@@ -294,7 +320,7 @@ impl DcsClient {
             offset += received as u64;
         }
         Ok(Answer {
-            value: instances,
+            value: (),
             request_id,
             pages,
         })

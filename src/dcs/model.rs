@@ -217,6 +217,29 @@ impl Instance {
             .unwrap_or_default()
     }
 
+    /// Only what the operator mirrors (status, the Secret, metrics): what the
+    /// observation store keeps of thousands of answers.
+    pub fn slim(self) -> Instance {
+        Instance {
+            instance_id: self.instance_id,
+            name: self.name,
+            engine: self.engine,
+            engine_version: self.engine_version,
+            capacity: self.capacity,
+            capacity_minor: self.capacity_minor,
+            ip: self.ip,
+            port: self.port,
+            status: self.status,
+            max_memory: self.max_memory,
+            used_memory: self.used_memory,
+            resource_spec_code: self.resource_spec_code,
+            spec_code: self.spec_code,
+            error_code: self.error_code,
+            available_zones: self.available_zones,
+            ..Instance::default()
+        }
+    }
+
     /// Fills every field that `self` lacks from `older`. Used to merge a list item
     /// (which has no `error_code` or `available_zones`) over the last ShowInstance
     /// answer, so that fields the list does not carry keep their last value.
