@@ -91,6 +91,7 @@ pub struct Shared {
     refreshes: std::sync::Mutex<std::collections::HashMap<String, String>>,
     pub defaults: SpecDefaults,
     pub credentials: CredentialsResolver,
+    pub passwords: secrets::PasswordReader,
     pub metrics: Arc<Metrics>,
     pub instances: Arc<InstanceView>,
     pub leader: Arc<LeaderGate>,
@@ -128,6 +129,7 @@ impl Shared {
             refreshes: std::sync::Mutex::default(),
             defaults,
             credentials,
+            passwords: secrets::PasswordReader::default(),
             metrics: Arc::new(Metrics::new(instances.clone())),
             instances,
             recorder: None,
@@ -304,7 +306,15 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
             },
         }
         if let Some(reference) = &obj.spec.password_secret_ref {
-            match secrets::read_key(&shared.client, &namespace, &reference.name, &reference.key)
+            match shared
+                .passwords
+                .read(
+                    &shared.client,
+                    &namespace,
+                    &reference.name,
+                    &reference.key,
+                    ctx.secret_metadata.as_ref(),
+                )
                 .await?
             {
                 Ok(value) => password = Some(value),

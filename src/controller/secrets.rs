@@ -159,9 +159,7 @@ impl CredentialsResolver {
             return Ok(self.defaults_for(namespace, endpoint_source));
         };
         let cache_key = (namespace.to_string(), reference.name.clone());
-        let known_version = metadata
-            .and_then(|store| store.get(&ObjectRef::new(&reference.name).within(namespace)))
-            .and_then(|meta| meta.resource_version());
+        let known_version = known_version(metadata, namespace, &reference.name);
         let cached = self.lock().get(&cache_key).cloned();
         if let (Some(version), Some((cached_version, parsed))) = (&known_version, &cached)
             && version == cached_version
@@ -235,22 +233,66 @@ impl CredentialsResolver {
     }
 }
 
-/// Reads one key of a Secret in `namespace`; `Ok(Err(message))` when it is missing.
-pub async fn read_key(
-    client: &Client,
+/// The resourceVersion the metadata watch holds for a Secret, if it has seen it.
+fn known_version(
+    metadata: Option<&Store<PartialObjectMeta<Secret>>>,
     namespace: &str,
     name: &str,
-    key: &str,
-) -> Result<Result<SecretString, String>> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    Ok(match api.get_opt(name).await? {
-        None => Err(format!(
-            "the password Secret {name} does not exist in namespace {namespace}"
-        )),
-        Some(secret) => secret_text(&secret, key)
+) -> Option<String> {
+    metadata
+        .and_then(|store| store.get(&ObjectRef::new(name).within(namespace)))
+        .and_then(|meta| meta.resource_version())
+}
+
+/// (namespace, Secret name, key) -> (resourceVersion, the value or why there is none).
+type PasswordCache = HashMap<(String, String, String), (String, Result<SecretString, String>)>;
+
+/// Reads passwords (one key of a Secret in the DcsInstance's namespace), re-reading a
+/// Secret only when the metadata watch says it changed.
+#[derive(Default)]
+pub struct PasswordReader {
+    cache: Mutex<PasswordCache>,
+}
+
+impl PasswordReader {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PasswordCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// `Ok(Err(message))` when the Secret or the key is missing.
+    pub async fn read(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        metadata: Option<&Store<PartialObjectMeta<Secret>>>,
+    ) -> Result<Result<SecretString, String>> {
+        let cache_key = (namespace.to_string(), name.to_string(), key.to_string());
+        if let Some(version) = known_version(metadata, namespace, name)
+            && let Some((cached_version, value)) = self.lock().get(&cache_key)
+            && *cached_version == version
+        {
+            return Ok(value.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let Some(secret) = api.get_opt(name).await? else {
+            self.lock().remove(&cache_key);
+            return Ok(Err(format!(
+                "the password Secret {name} does not exist in namespace {namespace}"
+            )));
+        };
+        let value = secret_text(&secret, key)
             .map(SecretString::new)
-            .ok_or_else(|| format!("the password Secret {name} has no key {key}")),
-    })
+            .ok_or_else(|| format!("the password Secret {name} has no key {key}"));
+        self.lock().insert(
+            cache_key,
+            (secret.resource_version().unwrap_or_default(), value.clone()),
+        );
+        Ok(value)
+    }
 }
 
 /// True when the spec names this Secret (credentials or password).

@@ -524,3 +524,73 @@ async fn poll_ticks_follow_the_injected_clock() {
     assert_eq!(calls(), 7);
     expect_nothing_more(&mut h.handle).await;
 }
+
+#[tokio::test]
+async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
+    let mut h = harness().await;
+    let mut obj = dcs_instance(&h.sim, None);
+    obj.spec.password_secret_ref = Some(dcs_operator::crd::SecretKeyReference {
+        name: "pw".into(),
+        key: "password".into(),
+    });
+    let password_secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("pw".into()),
+            namespace: Some(NS.into()),
+            resource_version: Some("9".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [("password".to_string(), ByteString(b"s3cr3t/pw".to_vec()))]
+                .into_iter()
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    let ctx = h.ctx.clone();
+    let first = Arc::new(obj.clone());
+    let task = tokio::spawn(async move { reconcile(first, ctx).await });
+    answer_credentials(&mut h.handle).await;
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/pw")).await;
+    respond(send, 200, serde_json::to_value(&password_secret).unwrap());
+    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    respond(send, 404, not_found("cache-dcs"));
+    let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
+    let created = body_json(request).await;
+    respond(send, 201, created.clone());
+    let applied = answer_status(&mut h.handle, STATUS).await;
+    task.await.unwrap().unwrap();
+    let secret: Secret = serde_json::from_value(created).unwrap();
+    let data = secret.data.clone().unwrap();
+    assert_eq!(data["password"].0, b"s3cr3t/pw");
+    assert_eq!(data["uri"].0, b"redis://:s3cr3t%2Fpw@192.168.3.100:6379");
+    assert!(
+        !applied.to_string().contains("s3cr3t"),
+        "no password in status"
+    );
+
+    // The watches hold both Secrets at the versions read: nothing is read again.
+    let (metadata_reader, mut metadata_writer) = reflector::store();
+    for meta in [
+        credentials_secret().metadata,
+        password_secret.metadata.clone(),
+    ] {
+        metadata_writer.apply_watcher_event(&watcher::Event::Apply(
+            meta.into_response_partial::<Secret>(),
+        ));
+    }
+    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
+    owned_writer.apply_watcher_event(&watcher::Event::Apply(secret));
+    let cached = Arc::new(Context {
+        shared: h.ctx.shared.clone(),
+        owned_secrets: Some(owned_reader),
+        secret_metadata: Some(metadata_reader),
+    });
+    obj.status = serde_json::from_value(applied["status"].clone()).unwrap();
+    for _ in 0..3 {
+        reconcile(Arc::new(obj.clone()), cached.clone())
+            .await
+            .unwrap();
+    }
+    expect_nothing_more(&mut h.handle).await;
+}
