@@ -10,6 +10,7 @@ pub const GROUP: &str = "dcs.operator.dev";
 pub const VERSION: &str = "v1alpha1";
 /// The longest Kubernetes object name (a DNS subdomain).
 pub const MAX_NAME_LENGTH: usize = 253;
+/// A Kubernetes object name (DNS subdomain), for Secret references.
 const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A Huawei Cloud DCS (Redis or Memcached) instance that already exists, mirrored
@@ -89,7 +90,7 @@ pub struct DcsInstanceSpec {
     /// How often to poll DCS while the instance is stable, e.g. 30s, 5m (minimum 10s).
     /// Default: the operator's --default-poll-interval (60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 18), regex(pattern = r"^([0-9]{1,5}[hms]){1,3}$"))]
+    #[schemars(length(max = duration::MAX_LENGTH), regex(pattern = duration::PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("pollInterval must be at least 10s"))]
     pub poll_interval: Option<String>,
 }
@@ -100,7 +101,7 @@ pub struct LocalSecretReference {
     /// Name of the Secret (same namespace).
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = NAME_PATTERN)
     )]
     pub name: String,
 }
@@ -111,7 +112,7 @@ pub struct SecretKeyReference {
     /// Name of the Secret (same namespace).
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = NAME_PATTERN)
     )]
     pub name: String,
     /// Key within the Secret.
@@ -125,7 +126,7 @@ pub struct ConnectionSecretSpec {
     /// Name of the Secret to write in this namespace.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = NAME_PATTERN)
     )]
     pub name: String,
 }
@@ -240,7 +241,3 @@ pub struct Condition {
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&DcsInstance::crd())
 }
-
-// Keep the constants the schema attributes repeat in one place for code that checks them.
-pub const DURATION_PATTERN: &str = duration::PATTERN;
-pub const SECRET_NAME_PATTERN: &str = NAME_PATTERN;

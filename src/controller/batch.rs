@@ -68,6 +68,7 @@ pub struct Registration<'a> {
     pub endpoint: &'a Endpoint,
     pub project_id: &'a str,
     pub credentials: &'a Credentials,
+    pub credentials_fingerprint: &'a str,
     pub instance_id: &'a str,
     pub poll_interval: Duration,
 }
@@ -85,7 +86,7 @@ impl BatchPoller {
         let key = GroupKey {
             endpoint: registration.endpoint.as_str().to_string(),
             project_id: registration.project_id.to_string(),
-            credentials_fingerprint: registration.credentials.fingerprint(),
+            credentials_fingerprint: registration.credentials_fingerprint.to_string(),
         };
         let member = Member {
             object: registration.object,
@@ -157,10 +158,6 @@ impl BatchPoller {
             group.refresh.notify_one();
         }
     }
-
-    pub fn group_count(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// One group's poller: a list call per tick (the shortest poll interval of its
@@ -205,7 +202,7 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
         let now = shared.clock.now();
         match shared
             .budget
-            .admit(&budget_key, &credentials.fingerprint(), now)
+            .admit(&budget_key, &key.credentials_fingerprint, now)
         {
             Admission::Go => {}
             Admission::Wait(after) => {
@@ -277,7 +274,7 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
         );
         shared
             .budget
-            .record(&budget_key, &credentials.fingerprint(), &result, at);
+            .record(&budget_key, &key.credentials_fingerprint, &result, at);
         let unlisted = by_instance
             .iter()
             .filter(|(instance_id, _)| !found.contains(*instance_id));

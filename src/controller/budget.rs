@@ -21,7 +21,9 @@ use crate::plan::AUTH_RETRY;
 pub const BREAKER_THRESHOLD: u32 = 5;
 /// How long an open circuit first stays open; doubles on a failed probe.
 pub const BREAKER_OPEN: Duration = Duration::from_secs(30);
-const BREAKER_MAX_OPEN: Duration = Duration::from_secs(300);
+/// At most one default poll interval: a healed service must be seen again within a
+/// poll or two, whatever happened before.
+const BREAKER_MAX_OPEN: Duration = Duration::from_secs(60);
 /// Without a Retry-After, a 429 pauses callers this long.
 pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(5);
 

@@ -397,9 +397,12 @@ async fn observe(
     let key = ObservationKey {
         endpoint: resolved.endpoint.as_str().to_string(),
         project_id: project_id.to_string(),
+        // A SHA-256 over the credentials: computed once per reconcile, used as the
+        // store key, the batch group and the budget's proof of which secret worked.
         credentials_fingerprint: credentials.fingerprint(),
         instance_id: obj.spec.instance_id.clone(),
     };
+    let fingerprint = key.credentials_fingerprint.as_str();
     shared.observations.bind(uid, &key);
     if shared.batching {
         shared.batch.register(
@@ -410,6 +413,7 @@ async fn observe(
                 endpoint: &resolved.endpoint,
                 project_id,
                 credentials,
+                credentials_fingerprint: fingerprint,
                 instance_id: &obj.spec.instance_id,
                 poll_interval: resolved.poll_interval,
             },
@@ -431,10 +435,7 @@ async fn observe(
         _ => {}
     }
     let budget_key = secrets::gate_key(credentials);
-    match shared
-        .budget
-        .admit(&budget_key, &credentials.fingerprint(), now)
-    {
+    match shared.budget.admit(&budget_key, fingerprint, now) {
         Admission::Go => {}
         Admission::Wait(after) => {
             return match stored {
@@ -465,9 +466,7 @@ async fn observe(
         .metrics
         .dcs_request("show_instance", &result, started.elapsed(), 1);
     let at = shared.clock.now();
-    shared
-        .budget
-        .record(&budget_key, &credentials.fingerprint(), &result, at);
+    shared.budget.record(&budget_key, fingerprint, &result, at);
     match &result {
         Ok(instance) => debug!(
             status = instance.status.as_deref().unwrap_or(""),

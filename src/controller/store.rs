@@ -226,14 +226,6 @@ impl ObservationStore {
         self.lock().retain(|key, _| used.contains(key));
         self.wanted().retain(|key| used.contains(key));
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -60,13 +60,27 @@ pub(crate) async fn simulator() -> SimHandle {
 }
 
 pub(crate) fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -> DcsInstance {
+    let mut obj = new_dcs_instance("cache", UID, INSTANCE, &sim.base_url());
+    obj.meta_mut().resource_version = Some("100".into());
+    obj.status = status;
+    obj
+}
+
+/// A DcsInstance in `default` reading `instance_id` from `endpoint` with the
+/// Secret `creds`, as the watch would deliver it after creation.
+pub(crate) fn new_dcs_instance(
+    name: &str,
+    uid: &str,
+    instance_id: &str,
+    endpoint: &str,
+) -> DcsInstance {
     let mut obj = DcsInstance::new(
-        "cache",
+        name,
         DcsInstanceSpec {
-            instance_id: INSTANCE.into(),
+            instance_id: instance_id.into(),
             project_id: Some(PROJECT.into()),
             region: None,
-            endpoint: Some(sim.base_url()),
+            endpoint: Some(endpoint.into()),
             credentials_secret_ref: Some(LocalSecretReference {
                 name: "creds".into(),
             }),
@@ -76,10 +90,8 @@ pub(crate) fn dcs_instance(sim: &SimHandle, status: Option<DcsInstanceStatus>) -
         },
     );
     obj.meta_mut().namespace = Some(NS.into());
-    obj.meta_mut().uid = Some(UID.into());
+    obj.meta_mut().uid = Some(uid.into());
     obj.meta_mut().generation = Some(1);
-    obj.meta_mut().resource_version = Some("100".into());
-    obj.status = status;
     obj
 }
 

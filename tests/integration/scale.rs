@@ -11,13 +11,13 @@ use dcs_operator::clock::{ManualClock, SharedClock};
 use dcs_operator::controller::resolve::SpecDefaults;
 use dcs_operator::controller::secrets::CredentialsResolver;
 use dcs_operator::controller::{Context, Shared, reconcile};
-use dcs_operator::crd::{DcsInstance, DcsInstanceSpec, DcsInstanceStatus, LocalSecretReference};
+use dcs_operator::crd::{DcsInstance, DcsInstanceStatus};
 use dcs_operator::dcs::sim::{SimConfig, SimHandle, SimInstance, Simulator};
 use dcs_operator::dcs::{ClientConfig, DcsClient};
 use futures::StreamExt;
 use http::{Request, Response};
+use kube::Client;
 use kube::client::Body;
-use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 use crate::controller::credentials_secret;
@@ -250,25 +250,12 @@ pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -
     let requests = shared.reconcile_requests(None);
     let objects = (0..n)
         .map(|i| {
-            let mut obj = DcsInstance::new(
+            crate::controller::new_dcs_instance(
                 &format!("cache-{i}"),
-                DcsInstanceSpec {
-                    instance_id: instance_id(i),
-                    project_id: Some(PROJECT.into()),
-                    region: None,
-                    endpoint: Some(sim.base_url()),
-                    credentials_secret_ref: Some(LocalSecretReference {
-                        name: "creds".into(),
-                    }),
-                    password_secret_ref: None,
-                    connection_secret: None,
-                    poll_interval: None,
-                },
-            );
-            obj.meta_mut().namespace = Some("default".into());
-            obj.meta_mut().uid = Some(format!("uid-{i}"));
-            obj.meta_mut().generation = Some(1);
-            obj
+                &format!("uid-{i}"),
+                &instance_id(i),
+                &sim.base_url(),
+            )
         })
         .collect();
     Fleet {
