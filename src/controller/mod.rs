@@ -621,18 +621,23 @@ pub async fn run(
             .reflect(owned_writer)
             .applied_objects();
             // Metadata only: notices changes of credentials and password Secrets
-            // without holding every Secret's data in memory.
+            // without holding every Secret's data in memory. Our own connection
+            // Secrets are left out at the server: each of their writes would otherwise
+            // come back here and be matched against every DcsInstance.
             let (metadata_reader, metadata_writer) = reflector::store();
-            let referenced = watcher(secret_metadata, watcher::Config::default())
-                .default_backoff()
-                .modify(|meta: &mut PartialObjectMeta<Secret>| {
-                    // Name and resourceVersion are all the credentials cache needs.
-                    strip_metadata(&mut meta.metadata);
-                    meta.metadata.labels = None;
-                    meta.metadata.owner_references = None;
-                })
-                .reflect(metadata_writer)
-                .touched_objects();
+            let referenced = watcher(
+                secret_metadata,
+                watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY}")),
+            )
+            .default_backoff()
+            .modify(|meta: &mut PartialObjectMeta<Secret>| {
+                // Name and resourceVersion are all the credentials cache needs.
+                strip_metadata(&mut meta.metadata);
+                meta.metadata.labels = None;
+                meta.metadata.owner_references = None;
+            })
+            .reflect(metadata_writer)
+            .touched_objects();
             let mut instance_config = watcher::Config::default();
             if let Some(selector) = &shared.selector {
                 instance_config = instance_config.labels(selector);
