@@ -45,3 +45,13 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// `at + by`, saturating at the latest representable time instead of panicking:
+/// durations that come from outside (Retry-After, poll intervals) must never
+/// overflow a date computation.
+pub fn later(at: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}

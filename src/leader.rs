@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
@@ -76,7 +76,8 @@ impl LeaderGate {
     /// The API server holds a renewal of our Lease made at `renewed_at`.
     pub fn renewed(&self, renewed_at: DateTime<Utc>, lease_duration: Duration) {
         let valid = lease_duration.saturating_sub(DEADLINE_MARGIN);
-        let deadline = renewed_at + TimeDelta::from_std(valid).unwrap_or(TimeDelta::zero());
+        // The renewal time comes from the API server: saturate, never panic.
+        let deadline = crate::clock::later(renewed_at, valid);
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
         self.leading
             .send_if_modified(|leading| !std::mem::replace(leading, true));
@@ -87,6 +88,12 @@ impl LeaderGate {
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.leading
             .send_if_modified(|leading| std::mem::replace(leading, false));
+    }
+
+    /// True while this replica holds the Lease (even if a renewal is overdue and
+    /// writes are paused).
+    pub fn is_leading(&self) -> bool {
+        *self.leading.borrow()
     }
 
     /// Tells when this replica became (true) or stopped being (false) the leader.
@@ -149,7 +156,8 @@ pub async fn run_election(
                         .lease_duration_seconds
                         .and_then(|s| u64::try_from(s).ok())
                         .map(Duration::from_secs)
-                        .unwrap_or(LEASE_DURATION);
+                        // Never trust a longer Lease than the one we asked for.
+                        .map_or(LEASE_DURATION, |d| d.min(LEASE_DURATION));
                     match (ours, spec.renew_time.as_ref().and_then(|t| to_chrono(&t.0))) {
                         (true, Some(renewed_at)) => gate.renewed(renewed_at, duration),
                         _ => gate.lost(),
@@ -166,6 +174,7 @@ pub async fn run_election(
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
+    use chrono::TimeDelta;
     use std::sync::Arc;
 
     /// A Lease as the API server keeps it: a holder and the time of its last renewal.

@@ -15,3 +15,4 @@ pub mod run;
 pub mod secret;
 pub mod server;
 pub mod simulate;
+pub mod supervise;

@@ -45,6 +45,16 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub kind: &'static str,
 }
@@ -94,6 +104,10 @@ pub struct Metrics {
     pub dcs_request_duration: Family<OperationLabels, Histogram>,
     pub dcs_throttled: Counter,
     pub kube_writes: Family<WriteLabels, Counter>,
+    /// Panics caught, by task (reconcile, batch_poller, metrics_server, pruning).
+    pub panics: Family<TaskLabels, Counter>,
+    /// Entries of each map keyed by tenant data, set by the pruning pass.
+    pub cache_entries: Family<CacheLabels, Gauge>,
     registry: Registry,
 }
 
@@ -152,8 +166,22 @@ impl Metrics {
             "Kubernetes writes by kind (status, secret_create, secret_patch, event)",
             kube_writes.clone(),
         );
+        let panics = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "panics",
+            "Panics caught and survived, by task",
+            panics.clone(),
+        );
+        let cache_entries = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_entries",
+            "Entries in each in-memory cache keyed by tenant data (updated by every pruning pass)",
+            cache_entries.clone(),
+        );
         registry.register_collector(Box::new(InstanceCollector(instances)));
         Self {
+            panics,
+            cache_entries,
             reconciles,
             reconcile_failures,
             reconcile_duration,
@@ -203,6 +231,24 @@ impl Metrics {
         self.dcs_request_duration
             .get_or_create(&OperationLabels { operation })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn panicked(&self, task: &'static str) {
+        self.panics.get_or_create(&TaskLabels { task }).inc();
+    }
+
+    /// Total panics caught so far, every task.
+    pub fn panics_total(&self) -> u64 {
+        ["reconcile", "batch_poller", "metrics_server", "pruning"]
+            .iter()
+            .map(|task| self.panics.get_or_create(&TaskLabels { task }).get())
+            .sum()
+    }
+
+    pub fn set_cache_entries(&self, cache: &'static str, entries: usize) {
+        self.cache_entries
+            .get_or_create(&CacheLabels { cache })
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     pub fn write(&self, kind: &'static str) {

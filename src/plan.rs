@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::clock::later;
 use crate::crd::{Binding, Condition, DcsInstanceStatus};
+use crate::dcs::bounded::clip;
 use crate::dcs::DcsError;
 use crate::dcs::model::{DcsStatus, Instance, StatusClass, fault_description};
 use crate::secret::{self, ConnectionDetails, Owner};
@@ -41,6 +43,8 @@ pub enum Problem {
     InvalidSpec(String),
     /// No usable credentials for this DcsInstance.
     CredentialsNotFound(String),
+    /// The credentials are there but malformed (refused before any call).
+    CredentialsInvalid(String),
     /// The password Secret or key is missing.
     PasswordSecretNotFound(String),
     /// The connection Secret exists and belongs to someone else.
@@ -52,23 +56,25 @@ impl Problem {
         match self {
             Problem::InvalidSpec(_) => "InvalidSpec",
             Problem::CredentialsNotFound(_) => "CredentialsNotFound",
+            Problem::CredentialsInvalid(_) => "CredentialsInvalid",
             Problem::PasswordSecretNotFound(_) => "PasswordSecretNotFound",
             Problem::SecretConflict(_) => "SecretConflict",
         }
     }
 
-    fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         match self {
             Problem::InvalidSpec(m)
             | Problem::CredentialsNotFound(m)
+            | Problem::CredentialsInvalid(m)
             | Problem::PasswordSecretNotFound(m)
             | Problem::SecretConflict(m) => m,
         }
     }
 }
 
-/// Everything the plan depends on.
-#[derive(Debug, Clone)]
+/// Everything the plan depends on. Its Debug leaves the password out.
+#[derive(Clone)]
 pub struct PlanInput<'a> {
     pub namespace: &'a str,
     pub owner: &'a Owner,
@@ -85,14 +91,53 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// What reconcile should make true.
-#[derive(Debug, Clone, PartialEq)]
+impl std::fmt::Debug for PlanInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanInput")
+            .field("namespace", &self.namespace)
+            .field("owner", &self.owner)
+            .field("generation", &self.generation)
+            .field("current", &self.current)
+            .field("observation", &self.observation)
+            .field("problems", &self.problems)
+            .field("connection_secret_name", &self.connection_secret_name)
+            .field("password", &self.password.map(|_| "<redacted>"))
+            .field("poll_interval", &self.poll_interval)
+            .field("batched", &self.batched)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// What reconcile should make true. Its Debug shows the Secret's keys, never its data.
+#[derive(Clone, PartialEq)]
 pub struct Plan {
     pub status: DcsInstanceStatus,
     /// The connection Secret to write, when there is something right to write.
     pub secret: Option<Secret>,
     /// When to look again; None waits for a change of the resource.
     pub requeue_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self.secret.as_ref().map(|secret| {
+            (
+                secret.metadata.name.clone(),
+                secret
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(key, _)| format!("{key}=<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        f.debug_struct("Plan")
+            .field("status", &self.status)
+            .field("secret", &secret)
+            .field("requeue_after", &self.requeue_after)
+            .finish()
+    }
 }
 
 /// A stable per-object jitter of 0-10 % of the poll interval, so objects created
@@ -121,7 +166,11 @@ pub fn poll_delay(
     uid: &str,
     batched: bool,
 ) -> Duration {
-    let stable = |factor: u32| poll_interval * factor + jitter(poll_interval, uid);
+    let stable = |factor: u32| {
+        poll_interval
+            .saturating_mul(factor)
+            .saturating_add(jitter(poll_interval, uid))
+    };
     match &observation.result {
         Ok(instance) => match instance.status().map(|s| s.class()) {
             Some(StatusClass::Transitional | StatusClass::Unknown) | None => TRANSITIONAL_POLL,
@@ -155,9 +204,18 @@ pub fn next_poll_at(
     uid: &str,
     batched: bool,
 ) -> DateTime<Utc> {
-    observation.at
-        + TimeDelta::from_std(poll_delay(observation, poll_interval, uid, batched))
-            .unwrap_or(TimeDelta::MAX)
+    later(
+        observation.at,
+        poll_delay(observation, poll_interval, uid, batched),
+    )
+}
+
+/// A successful answer older than this is `Stale`: three poll intervals plus the
+/// largest jitter, past the point where the batch fallback would have asked again.
+pub fn stale_after(poll_interval: Duration) -> Duration {
+    poll_interval
+        .saturating_mul(BATCH_FALLBACK_FACTOR)
+        .saturating_add(poll_interval / 10)
 }
 
 /// `2Gi`, `128Mi`, or plain bytes when nothing divides evenly.
@@ -345,10 +403,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .problems
         .iter()
         .find(|p| matches!(p, Problem::InvalidSpec(_)));
-    let credentials = input
-        .problems
-        .iter()
-        .find(|p| matches!(p, Problem::CredentialsNotFound(_)));
+    let credentials = input.problems.iter().find(|p| {
+        matches!(
+            p,
+            Problem::CredentialsNotFound(_) | Problem::CredentialsInvalid(_)
+        )
+    });
     let ready_blocker = input.problems.iter().find(|p| {
         matches!(
             p,
@@ -401,10 +461,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         });
     }
 
+    // A working answer that nobody refreshed for too long (a paused key, a stuck
+    // poller) must not hide behind an old Ready.
+    let stale = success.is_some()
+        && input.observation.is_some_and(|o| {
+            input.now.signed_duration_since(o.at).to_std().unwrap_or(Duration::ZERO)
+                > stale_after(input.poll_interval)
+        });
+
     // Synced: did the last observation work?
     let (synced_ok, synced_reason, synced_message) =
         match (invalid.or(credentials), success, failure) {
             (Some(problem), _, _) => (false, problem.reason(), problem.message().to_string()),
+            (None, Some(_), _) if stale => (
+                false,
+                "Stale",
+                format!(
+                    "The last answer from DCS is from {}, more than three poll intervals ago; the values shown may be out of date (the operator keeps asking: check the operator's logs and the API budget metrics)",
+                    input
+                        .observation
+                        .map(|o| o.at.to_rfc3339_opts(SecondsFormat::Secs, true))
+                        .unwrap_or_default()
+                ),
+            ),
             (None, Some(_), _) => (true, "Observed", "The DCS API answered".to_string()),
             (None, None, Some(error)) if error.is_instance_not_found() => {
                 (true, "Observed", "The DCS API answered".to_string())
@@ -485,6 +564,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     status.conditions = conditions;
     status.observed_generation = input.generation;
+    // Whatever DCS sent, status fits the CRD: a write the API server refuses would
+    // be retried forever.
+    clip_to_schema(&mut status);
 
     let requeue_after = if invalid.is_some() {
         None
@@ -496,10 +578,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 &input.owner.uid,
                 input.batched,
             ),
-            _ => input.now + TimeDelta::from_std(input.poll_interval).unwrap_or(TimeDelta::MAX),
+            _ => later(input.now, input.poll_interval),
         };
         Some(
-            (due - input.now)
+            due.signed_duration_since(input.now)
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .max(Duration::from_secs(1)),
@@ -510,6 +592,49 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         status,
         secret,
         requeue_after,
+    }
+}
+
+/// Cuts every string of status to the CRD's maxLength (characters, ending in `…`)
+/// and every list to its maxItems. Idempotent, so it never causes churn.
+pub fn clip_to_schema(status: &mut DcsInstanceStatus) {
+    fn field(value: &mut Option<String>, max: usize) {
+        if let Some(text) = value.as_mut()
+            && text.chars().count() > max
+        {
+            *text = clip(text, max);
+        }
+    }
+    fn list(value: &mut Option<Vec<String>>, max_items: usize, max: usize) {
+        if let Some(items) = value.as_mut() {
+            items.truncate(max_items);
+            for item in items.iter_mut() {
+                if item.chars().count() > max {
+                    *item = clip(item, max);
+                }
+            }
+        }
+    }
+    field(&mut status.name, 256);
+    field(&mut status.engine, 64);
+    field(&mut status.engine_version, 64);
+    field(&mut status.ip, 4096);
+    list(&mut status.addresses, 256, 256);
+    field(&mut status.status, 64);
+    field(&mut status.capacity, 32);
+    field(&mut status.max_memory, 32);
+    field(&mut status.error_code, 64);
+    field(&mut status.error_message, 1024);
+    field(&mut status.resource_spec_code, 128);
+    list(&mut status.available_zones, 16, 128);
+    field(&mut status.connection_secret_name, 253);
+    for condition in status.conditions.iter_mut() {
+        if condition.reason.chars().count() > 64 {
+            condition.reason = clip(&condition.reason, 64);
+        }
+        if condition.message.chars().count() > 2048 {
+            condition.message = clip(&condition.message, 2048);
+        }
     }
 }
 

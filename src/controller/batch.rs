@@ -1,7 +1,10 @@
-//! Batch polling: DcsInstances are grouped by (endpoint, project, full credentials);
-//! per group and tick one paged list call fills the observation store for all of
-//! them, and only the objects whose answer changed are reconciled. Steady state costs
-//! ceil(N/1000) DCS calls per group and tick instead of N.
+//! Batch polling: DcsInstances are grouped by (namespace, endpoint, project, full
+//! credentials); per group and tick one paged list call fills the observation store
+//! for all of them, and only the objects whose answer changed are reconciled.
+//! Steady state costs ceil(N/1000) DCS calls per group and tick instead of N.
+//!
+//! Each group polls in its own supervised task, under its namespace's share of DCS
+//! calls, so a slow or hostile endpoint delays only its own group.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,8 +15,8 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::Shared;
-use super::budget::Admission;
-use super::secrets::gate_key;
+use super::budget::GateKey;
+use super::dcs_call::{self, CallOutcome, CallTarget, PermitMode};
 use super::store::ObservationKey;
 use crate::crd::DcsInstance;
 use crate::dcs::client::MAX_LIST_PAGE;
@@ -21,9 +24,15 @@ use crate::dcs::{Credentials, Endpoint};
 
 /// Registrations arriving together are served by one list call.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The longest a group waits between ticks, whatever its members ask: a group
+/// must wake up now and then to notice it has no members left.
+const MAX_TICK: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupKey {
+    /// Groups never span namespaces: one namespace's endpoint or budget trouble
+    /// stays in that namespace.
+    pub namespace: String,
     pub endpoint: String,
     pub project_id: String,
     pub credentials_fingerprint: String,
@@ -40,12 +49,14 @@ struct Member {
 struct Snapshot {
     endpoint: Endpoint,
     credentials: Credentials,
+    gate: GateKey,
     members: Vec<Member>,
 }
 
 struct Group {
     endpoint: Endpoint,
     credentials: Credentials,
+    gate: GateKey,
     members: HashMap<String, Member>,
     refresh: Arc<Notify>,
 }
@@ -64,6 +75,8 @@ impl std::fmt::Debug for BatchPoller {
 /// What a reconcile registers: who it is and what it reads.
 pub struct Registration<'a> {
     pub uid: &'a str,
+    pub namespace: &'a str,
+    pub gate: &'a GateKey,
     pub object: ObjectRef<DcsInstance>,
     pub endpoint: &'a Endpoint,
     pub project_id: &'a str,
@@ -84,6 +97,7 @@ impl BatchPoller {
     /// and asking for a list right away when the member is new.
     pub fn register(&self, shared: &Arc<Shared>, registration: Registration<'_>) {
         let key = GroupKey {
+            namespace: registration.namespace.to_string(),
             endpoint: registration.endpoint.as_str().to_string(),
             project_id: registration.project_id.to_string(),
             credentials_fingerprint: registration.credentials_fingerprint.to_string(),
@@ -107,6 +121,7 @@ impl BatchPoller {
                     .insert(registration.uid.to_string(), member.clone())
                     .is_none_or(|old| old.instance_id != member.instance_id);
                 group.credentials = registration.credentials.clone();
+                group.gate = registration.gate.clone();
                 if new_member {
                     group.refresh.notify_one();
                 }
@@ -119,11 +134,18 @@ impl BatchPoller {
                     Group {
                         endpoint: registration.endpoint.clone(),
                         credentials: registration.credentials.clone(),
+                        gate: registration.gate.clone(),
                         members: HashMap::from([(registration.uid.to_string(), member)]),
                         refresh: refresh.clone(),
                     },
                 );
-                tokio::spawn(poll_group(Arc::downgrade(shared), key, refresh));
+                let metrics = shared.metrics.clone();
+                let shared = Arc::downgrade(shared);
+                tokio::spawn(crate::supervise::supervised(
+                    "batch_poller",
+                    metrics,
+                    move || poll_group(shared.clone(), key.clone(), refresh.clone()),
+                ));
             }
         }
     }
@@ -142,12 +164,34 @@ impl BatchPoller {
         true
     }
 
+    /// Drops members whose DcsInstance is gone from every group, and groups left
+    /// empty (their pollers notice at their next wake-up, which this brings forward).
+    pub fn prune_all(&self, alive: impl Fn(&ObjectRef<DcsInstance>) -> bool) {
+        self.lock().retain(|_, group| {
+            group.members.retain(|_, member| alive(&member.object));
+            if group.members.is_empty() {
+                group.refresh.notify_one();
+            }
+            !group.members.is_empty()
+        });
+    }
+
+    /// (groups, members), for `dcs_operator_cache_entries`.
+    pub fn sizes(&self) -> (usize, usize) {
+        let groups = self.lock();
+        (
+            groups.len(),
+            groups.values().map(|group| group.members.len()).sum(),
+        )
+    }
+
     fn snapshot(&self, key: &GroupKey) -> Option<Snapshot> {
         let groups = self.lock();
         let group = groups.get(key)?;
         Some(Snapshot {
             endpoint: group.endpoint.clone(),
             credentials: group.credentials.clone(),
+            gate: group.gate.clone(),
             members: group.members.values().cloned().collect(),
         })
     }
@@ -166,7 +210,7 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
     let mut next_tick = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(next_tick) => {}
+            _ = tokio::time::sleep(next_tick.min(MAX_TICK)) => {}
             _ = refresh.notified() => tokio::time::sleep(DEBOUNCE).await,
         }
         let Some(shared) = shared.upgrade() else {
@@ -184,128 +228,129 @@ async fn poll_group(shared: Weak<Shared>, key: GroupKey, refresh: Arc<Notify>) {
             debug!(endpoint = %key.endpoint, "batch group has no members left");
             return;
         }
-        let Some(Snapshot {
-            endpoint,
-            credentials,
-            members,
-        }) = shared.batch.snapshot(&key)
-        else {
+        let Some(snapshot) = shared.batch.snapshot(&key) else {
             return;
         };
-        let interval = members
+        let interval = snapshot
+            .members
             .iter()
             .map(|m| m.poll_interval)
             .min()
             .unwrap_or(Duration::from_secs(60));
-        next_tick = interval;
-        let budget_key = gate_key(&credentials);
-        let now = shared.clock.now();
-        match shared
-            .budget
-            .admit(&budget_key, &key.credentials_fingerprint, now)
-        {
-            Admission::Go => {}
-            Admission::Wait(after) => {
-                next_tick = after;
-                continue;
-            }
-            Admission::Refused(error) => {
-                // Locked, throttled or circuit open: every member learns why.
-                for member in &members {
-                    let key = observation_key(&key, &member.instance_id);
-                    if shared
-                        .observations
-                        .record_list_failure(key, error.clone(), now)
-                    {
+        next_tick = poll_once(&shared, &key, snapshot, interval).await;
+    }
+}
+
+/// One tick of a group: the list call and what its answer (or refusal) tells each
+/// member. Returns when the next tick is due.
+async fn poll_once(
+    shared: &Arc<Shared>,
+    key: &GroupKey,
+    snapshot: Snapshot,
+    interval: Duration,
+) -> Duration {
+    let Snapshot {
+        endpoint,
+        credentials,
+        gate,
+        members,
+    } = snapshot;
+    // Several DcsInstances may name the same DCS instance: merge once, tell all.
+    let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
+    for member in &members {
+        by_instance
+            .entry(member.instance_id.as_str())
+            .or_default()
+            .push(member);
+    }
+    // Items are merged as they are decoded and the rest dropped at once: a project
+    // may hold far more instances than this operator serves, and a tick must not
+    // hold thousands of full answers (nor a hostile endpoint's millions).
+    let mut found = std::collections::HashSet::new();
+    let target = CallTarget {
+        gate: &gate,
+        fingerprint: &key.credentials_fingerprint,
+        namespace: &key.namespace,
+        operation: "list_instances",
+    };
+    let outcome = dcs_call::call(shared, target, PermitMode::Wait, || {
+        shared.dcs.list_instances_with(
+            &endpoint,
+            &credentials,
+            &key.project_id,
+            MAX_LIST_PAGE,
+            |id| by_instance.contains_key(id),
+            |item| {
+                let Some(id) = item.instance_id.as_deref() else {
+                    return;
+                };
+                let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
+                    return;
+                };
+                found.insert(*instance_id);
+                let outcome = shared.observations.record_listed(
+                    observation_key(key, instance_id),
+                    item,
+                    shared.clock.now(),
+                );
+                if outcome.changed || outcome.needs_show {
+                    for member in interested {
                         shared.request_reconcile(member.object.clone());
                     }
                 }
-                continue;
+            },
+        )
+    })
+    .await;
+    let at = shared.clock.now();
+    let result = match outcome {
+        CallOutcome::Wait(after) => return after,
+        CallOutcome::Refused(error) => {
+            // Throttled or circuit open: every member learns why.
+            for member in &members {
+                let key = observation_key(key, &member.instance_id);
+                if shared
+                    .observations
+                    .record_list_failure(key, error.clone(), at)
+                {
+                    shared.request_reconcile(member.object.clone());
+                }
             }
+            return interval;
         }
-        let started = std::time::Instant::now();
-        // Several DcsInstances may name the same DCS instance: merge once, tell all.
-        let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
-        for member in &members {
-            by_instance
-                .entry(member.instance_id.as_str())
-                .or_default()
-                .push(member);
+        CallOutcome::Answered(result) => result,
+    };
+    let unlisted = by_instance
+        .iter()
+        .filter(|(instance_id, _)| !found.contains(*instance_id));
+    match result {
+        Ok(_) => {
+            for (instance_id, interested) in unlisted {
+                // Not listed: only ShowInstance can say whether it still exists.
+                shared
+                    .observations
+                    .request_show(observation_key(key, instance_id));
+                for member in interested {
+                    shared.request_reconcile(member.object.clone());
+                }
+            }
+            interval
         }
-        // Items are merged as their page arrives and the rest dropped at once: a
-        // project may hold far more instances than this operator serves, and a tick
-        // must not hold thousands of full answers.
-        let mut found = std::collections::HashSet::new();
-        let result = shared
-            .dcs
-            .list_instances_with(
-                &endpoint,
-                &credentials,
-                &key.project_id,
-                MAX_LIST_PAGE,
-                |item| {
-                    let Some(id) = item.instance_id.as_deref() else {
-                        return;
-                    };
-                    let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
-                        return;
-                    };
-                    found.insert(*instance_id);
-                    let outcome = shared.observations.record_listed(
-                        observation_key(&key, instance_id),
-                        item,
-                        shared.clock.now(),
-                    );
-                    if outcome.changed || outcome.needs_show {
-                        for member in interested {
-                            shared.request_reconcile(member.object.clone());
-                        }
-                    }
-                },
-            )
-            .await;
-        let at = shared.clock.now();
-        let pages = result.as_ref().map(|a| a.pages).unwrap_or(1);
-        shared.metrics.dcs_request(
-            "list_instances",
-            &result.as_ref().map(|_| ()).map_err(Clone::clone),
-            started.elapsed(),
-            pages,
-        );
-        shared
-            .budget
-            .record(&budget_key, &key.credentials_fingerprint, &result, at);
-        let unlisted = by_instance
-            .iter()
-            .filter(|(instance_id, _)| !found.contains(*instance_id));
-        match result {
-            Ok(_) => {
-                for (instance_id, interested) in unlisted {
-                    // Not listed: only ShowInstance can say whether it still exists.
-                    shared
-                        .observations
-                        .request_show(observation_key(&key, instance_id));
+        Err(error) => {
+            warn!(namespace = %key.namespace, endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
+            // Pages that arrived were merged; the rest learn why they were not.
+            for (instance_id, interested) in unlisted {
+                let key = observation_key(key, instance_id);
+                if shared
+                    .observations
+                    .record_list_failure(key, error.clone(), at)
+                {
                     for member in interested {
                         shared.request_reconcile(member.object.clone());
                     }
                 }
             }
-            Err(error) => {
-                warn!(endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
-                // Pages that arrived were merged; the rest learn why they were not.
-                for (instance_id, interested) in unlisted {
-                    let key = observation_key(&key, instance_id);
-                    if shared
-                        .observations
-                        .record_list_failure(key, error.clone(), at)
-                    {
-                        for member in interested {
-                            shared.request_reconcile(member.object.clone());
-                        }
-                    }
-                }
-                next_tick = interval.min(Duration::from_secs(30));
-            }
+            interval.min(Duration::from_secs(30))
         }
     }
 }

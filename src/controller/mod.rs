@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod dcs_call;
 pub mod resolve;
 pub mod secrets;
 pub mod store;
@@ -12,7 +13,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -33,12 +34,20 @@ use crate::plan::{self, PlanInput, Problem};
 use crate::secret::{MANAGED_BY, MANAGED_BY_LABEL, Owner};
 use crate::server::Readiness;
 use batch::{BatchPoller, Registration};
-use budget::{Admission, ApiBudget};
+use budget::ApiBudget;
+use dcs_call::{CallOutcome, CallTarget, NamespaceLimits, PermitMode};
 use resolve::{Resolved, SpecDefaults};
 use secrets::{CredentialsResolver, SecretOutcome};
 use store::{ObservationKey, ObservationStore};
 
 pub const FIELD_MANAGER: &str = "dcs-operator";
+/// How soon work refused during a lapse of the leader gate is tried again.
+const LEADER_LAPSE_REQUEUE: Duration = Duration::from_secs(2);
+/// error_policy's first retry; doubles per failure in a row up to the maximum.
+const ERROR_BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Event notes are limited to this many bytes by the API server.
+const MAX_EVENT_NOTE_BYTES: usize = 1024;
 /// Setting or changing this annotation (to any value, e.g. a timestamp) makes the
 /// operator observe the instance now, whatever its polling state.
 pub const REFRESH_ANNOTATION: &str = "dcs.operator.dev/reconcile-requested-at";
@@ -56,6 +65,8 @@ pub enum Error {
     Serialization(#[from] serde_json::Error),
     #[error("this replica is not the leader (or its Lease renewal is overdue); not writing")]
     NotLeader,
+    #[error("the reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -67,6 +78,7 @@ impl Error {
             Error::MissingObjectKey(_) => "MissingObjectKey",
             Error::Serialization(_) => "SerializationError",
             Error::NotLeader => "NotLeader",
+            Error::Panicked(_) => "Panicked",
         }
     }
 }
@@ -79,16 +91,24 @@ pub struct Shared {
     pub dcs: DcsClient,
     pub clock: SharedClock,
     pub observations: Arc<ObservationStore>,
-    /// The DCS API budget per access key (rate, throttling, breaker, auth lock-out).
+    /// The DCS API budget per gate (rate, throttling, breaker, auth lock-out).
     pub budget: ApiBudget,
+    /// Each namespace's share of DCS calls in flight.
+    pub namespace_limits: NamespaceLimits,
+    /// Origins besides the region hosts that share the cloud's gates (the demo
+    /// simulator, which stands in for a region).
+    pub cloud_origins: Vec<String>,
     /// Whether stable instances are observed by one list call per group and tick.
     pub batching: bool,
     pub batch: BatchPoller,
     /// Where to ask for reconciles of objects whose observation changed, per
     /// controller scope (None: every namespace).
     reconcile_requests: std::sync::Mutex<Vec<(Option<String>, RequestSender)>>,
-    /// The `reconcile-requested-at` annotation value last honoured, per uid.
-    refreshes: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// A digest of the `reconcile-requested-at` annotation value last honoured, per
+    /// uid (a digest: the value is tenant data of up to 256 KiB).
+    refreshes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Failed reconciles in a row, per uid: error_policy backs off on these.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub defaults: SpecDefaults,
     pub credentials: CredentialsResolver,
     pub passwords: secrets::PasswordReader,
@@ -123,10 +143,13 @@ impl Shared {
             clock,
             observations,
             budget: ApiBudget::default(),
+            namespace_limits: NamespaceLimits::default(),
+            cloud_origins: Vec::new(),
             batching: false,
             batch: BatchPoller::default(),
             reconcile_requests: std::sync::Mutex::default(),
             refreshes: std::sync::Mutex::default(),
+            failures: std::sync::Mutex::default(),
             defaults,
             credentials,
             passwords: secrets::PasswordReader::default(),
@@ -167,12 +190,30 @@ impl Shared {
         let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
             return false;
         };
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            value.hash(&mut hasher);
+            hasher.finish()
+        };
         let mut refreshes = self.refreshes.lock().unwrap_or_else(|p| p.into_inner());
-        if refreshes.get(uid) == Some(value) {
-            return false;
+        refreshes.insert(uid.to_string(), digest) != Some(digest)
+    }
+
+    /// Counts one more failed reconcile in a row for this uid; returns the count.
+    pub fn failed(&self, uid: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(uid.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// A reconcile worked: the next failure starts the backoff anew.
+    fn reconciled(&self, uid: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if !failures.is_empty() {
+            failures.remove(uid);
         }
-        refreshes.insert(uid.to_string(), value.clone());
-        true
     }
 
     /// Every write goes through here: a standby, or a leader whose Lease renewal is
@@ -223,7 +264,21 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
         instance_id = %obj.spec.instance_id,
     );
     let started = std::time::Instant::now();
-    let result = reconcile_inner(obj, ctx.clone()).instrument(span).await;
+    let uid = obj.uid().unwrap_or_default();
+    // A panic fails this object, never the process (kube-runtime would re-raise it).
+    let result = match std::panic::AssertUnwindSafe(reconcile_inner(obj, ctx.clone()))
+        .catch_unwind()
+        .instrument(span)
+        .await
+    {
+        Ok(result) => result,
+        Err(payload) => {
+            ctx.shared.metrics.panicked("reconcile");
+            let text = crate::supervise::panic_text(payload.as_ref());
+            tracing::error!("reconcile panicked: {text}");
+            Err(Error::Panicked(text))
+        }
+    };
     let metrics = &ctx.shared.metrics;
     metrics
         .reconcile_duration
@@ -233,13 +288,16 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
         .reconciles
         .get_or_create(&ResultLabels { result: outcome })
         .inc();
-    if let Err(error) = &result {
-        metrics
-            .reconcile_failures
-            .get_or_create(&ReasonLabels {
-                reason: error.reason(),
-            })
-            .inc();
+    match &result {
+        Ok(_) => ctx.shared.reconciled(&uid),
+        Err(error) => {
+            metrics
+                .reconcile_failures
+                .get_or_create(&ReasonLabels {
+                    reason: error.reason(),
+                })
+                .inc();
+        }
     }
     result
 }
@@ -248,8 +306,13 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
     let shared = &ctx.shared;
     if !shared.leader.may_write() {
         // A standby keeps its caches warm but neither polls DCS nor writes; it is
-        // woken for every object when it becomes the leader.
-        return Ok(Action::await_change());
+        // woken for every object when it becomes the leader. A leader whose renewal
+        // is only overdue comes back to this object soon: no transition will.
+        return Ok(if shared.leader.is_leading() {
+            Action::requeue(LEADER_LAPSE_REQUEUE)
+        } else {
+            Action::await_change()
+        });
     }
     let namespace = obj
         .namespace()
@@ -291,6 +354,7 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
                     let observed = observe(
                         &ctx,
                         &obj,
+                        &namespace,
                         resolved,
                         &found.credentials,
                         &project_id,
@@ -383,11 +447,12 @@ enum Observed {
 }
 
 /// Returns the observation to plan with: the stored one while it is fresh, else a
-/// ShowInstance call (or the refusal the budget remembers: a locked key, a
-/// throttling pause, an open circuit).
+/// ShowInstance call (or the refusal the gate remembers: a locked key, a throttling
+/// pause, an open circuit).
 async fn observe(
     ctx: &Context,
     obj: &DcsInstance,
+    namespace: &str,
     resolved: &Resolved,
     credentials: &crate::dcs::Credentials,
     project_id: &str,
@@ -398,17 +463,20 @@ async fn observe(
         endpoint: resolved.endpoint.as_str().to_string(),
         project_id: project_id.to_string(),
         // A SHA-256 over the credentials: computed once per reconcile, used as the
-        // store key, the batch group and the budget's proof of which secret worked.
+        // store key, the batch group and the gate's proof of which secret worked.
         credentials_fingerprint: credentials.fingerprint(),
         instance_id: obj.spec.instance_id.clone(),
     };
     let fingerprint = key.credentials_fingerprint.as_str();
+    let gate = budget::gate_key(&resolved.endpoint, credentials, &shared.cloud_origins);
     shared.observations.bind(uid, &key);
     if shared.batching {
         shared.batch.register(
             &ctx.shared,
             Registration {
                 uid,
+                namespace,
+                gate: &gate,
                 object: ObjectRef::from_obj(obj),
                 endpoint: &resolved.endpoint,
                 project_id,
@@ -434,39 +502,40 @@ async fn observe(
         None if shared.batching && !forced => return Observed::NotYet(Duration::from_secs(2)),
         _ => {}
     }
-    let budget_key = secrets::gate_key(credentials);
-    match shared.budget.admit(&budget_key, fingerprint, now) {
-        Admission::Go => {}
-        Admission::Wait(after) => {
-            return match stored {
-                Some(stored) => Observed::Now(stored),
-                None => Observed::NotYet(after.max(Duration::from_millis(100))),
-            };
-        }
-        Admission::Refused(refusal) => {
-            debug!(reason = refusal.reason(), "not calling DCS: {refusal}");
-            return Observed::Now(match stored {
-                Some(stored) if stored.result.is_err() => stored,
-                _ => shared.observations.record(key, Err(refusal), now),
-            });
-        }
-    }
-    let started = std::time::Instant::now();
-    let result = shared
-        .dcs
-        .show_instance(
+    let target = CallTarget {
+        gate: &gate,
+        fingerprint,
+        namespace,
+        operation: "show_instance",
+    };
+    let outcome = dcs_call::call(shared, target, PermitMode::TryNow, || {
+        shared.dcs.show_instance(
             &resolved.endpoint,
             credentials,
             project_id,
             &obj.spec.instance_id,
         )
-        .await
-        .map(|answer| answer.value);
-    shared
-        .metrics
-        .dcs_request("show_instance", &result, started.elapsed(), 1);
-    let at = shared.clock.now();
-    shared.budget.record(&budget_key, fingerprint, &result, at);
+    })
+    .await;
+    let result = match outcome {
+        CallOutcome::Wait(after) => {
+            // Not now (empty bucket, busy namespace): plan with what is known (it may
+            // be Stale by now), else look again soon and report nothing.
+            return match stored {
+                Some(stored) => Observed::Now(stored),
+                None => Observed::NotYet(
+                    after.clamp(Duration::from_millis(100), Duration::from_secs(60)),
+                ),
+            };
+        }
+        CallOutcome::Refused(refusal) => {
+            return Observed::Now(match stored {
+                Some(stored) if stored.result.is_err() => stored,
+                _ => shared.observations.record(key, Err(refusal), now),
+            });
+        }
+        CallOutcome::Answered(result) => result.map(|answer| answer.value),
+    };
     match &result {
         Ok(instance) => debug!(
             status = instance.status.as_deref().unwrap_or(""),
@@ -478,7 +547,7 @@ async fn observe(
             "DCS observation failed: {error}"
         ),
     }
-    Observed::Now(shared.observations.record(key, result, at))
+    Observed::Now(shared.observations.record(key, result, shared.clock.now()))
 }
 
 /// Server-side apply of the whole planned status, only when it differs from the
@@ -533,7 +602,9 @@ async fn publish_events(shared: &Shared, obj: &DcsInstance, written: &DcsInstanc
                 EventType::Normal
             },
             reason: planned.reason.to_string(),
-            note: Some(planned.note.chars().take(1024).collect()),
+            note: Some(
+                crate::dcs::bounded::clip_bytes(&planned.note, MAX_EVENT_NOTE_BYTES).to_string(),
+            ),
             action: "Observe".to_string(),
             secondary: None,
         };
@@ -555,14 +626,27 @@ pub fn reporter(instance: Option<String>) -> Reporter {
     }
 }
 
-pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// Backs off per object: 5 s after the first failure in a row, doubling to 5
+/// minutes, so a write the API server refuses is never retried in a tight loop.
+pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.shared.failed(&obj.uid().unwrap_or_default());
+    let after = error_backoff(failures);
     warn!(
         namespace = obj.namespace().unwrap_or_default(),
         name = obj.name_any(),
         reason = error.reason(),
+        retry_in_seconds = after.as_secs(),
         "reconcile failed: {error}"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(after)
+}
+
+/// The wait after `failures` failed reconciles in a row (1 = the first).
+pub fn error_backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    ERROR_BACKOFF_FIRST
+        .saturating_mul(1u32 << exponent)
+        .min(ERROR_BACKOFF_MAX)
 }
 
 /// Drops what the operator never reads from cached objects: managedFields (often the

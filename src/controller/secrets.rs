@@ -2,7 +2,7 @@
 //! connection Secret), with the ownership rules that keep it from touching
 //! anything it does not own. Every Secret read is in the DcsInstance's namespace.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -34,12 +34,15 @@ pub struct FoundCredentials {
     pub project_id: Option<String>,
 }
 
-/// The key the API gateway counts failures by: the access key, or a token's digest.
-pub fn gate_key(credentials: &Credentials) -> String {
-    match credentials.access_key_id() {
-        Some(ak) => format!("ak:{ak}"),
-        None => format!("token:{}", credentials.fingerprint()),
-    }
+/// The longest access key accepted (Huawei Cloud's are 20 characters).
+pub const MAX_ACCESS_KEY_LENGTH: usize = 128;
+
+/// An access key is 1 to 128 ASCII letters and digits; anything else is refused
+/// before any call (it would only ever fail, and it is tenant data that ends up in
+/// gate keys and headers).
+pub fn valid_access_key(access_key: &str) -> bool {
+    (1..=MAX_ACCESS_KEY_LENGTH).contains(&access_key.len())
+        && access_key.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Parses credentials from Secret-style key/value pairs (a Secret's data, or the
@@ -47,34 +50,41 @@ pub fn gate_key(credentials: &Credentials) -> String {
 pub fn parse_credentials(
     get: impl Fn(&str) -> Option<String>,
     source: &str,
-) -> Result<FoundCredentials, String> {
+) -> Result<FoundCredentials, Problem> {
     let read = |key: &str| {
         get(key)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
+    let missing = |message: String| Err(Problem::CredentialsNotFound(message));
     let project_id = read(KEY_PROJECT_ID);
     let credentials = match (
         read(KEY_ACCESS_KEY),
         read(KEY_SECRET_KEY),
         read(KEY_AUTH_TOKEN),
     ) {
+        (Some(ak), Some(_), _) if !valid_access_key(&ak) => {
+            // Never the value: it may be a secret pasted into the wrong key.
+            return Err(Problem::CredentialsInvalid(format!(
+                "{source}: {KEY_ACCESS_KEY} must be 1 to {MAX_ACCESS_KEY_LENGTH} letters and digits"
+            )));
+        }
         (Some(ak), Some(sk), _) => {
             Credentials::access_key(ak, sk, read(KEY_SECURITY_TOKEN).map(SecretString::new))
         }
         (None, None, Some(token)) => Credentials::Token(SecretString::new(token)),
         (Some(_), None, _) => {
-            return Err(format!(
+            return missing(format!(
                 "{source} has {KEY_ACCESS_KEY} but no {KEY_SECRET_KEY}"
             ));
         }
         (None, Some(_), _) => {
-            return Err(format!(
+            return missing(format!(
                 "{source} has {KEY_SECRET_KEY} but no {KEY_ACCESS_KEY}"
             ));
         }
         (None, None, None) => {
-            return Err(format!(
+            return missing(format!(
                 "{source} has neither {KEY_ACCESS_KEY} and {KEY_SECRET_KEY} nor {KEY_AUTH_TOKEN}"
             ));
         }
@@ -115,7 +125,7 @@ pub struct DefaultCredentials {
 }
 
 impl DefaultCredentials {
-    fn load(&self) -> Result<FoundCredentials, String> {
+    fn load(&self) -> Result<FoundCredentials, Problem> {
         match &self.source {
             DefaultCredentialsSource::Static(found) => Ok(found.clone()),
             DefaultCredentialsSource::Directory(dir) => parse_credentials(
@@ -127,7 +137,7 @@ impl DefaultCredentials {
 }
 
 /// (namespace, Secret name) -> (resourceVersion, what its data parsed into).
-type CredentialsCache = HashMap<(String, String), (String, Result<FoundCredentials, String>)>;
+type CredentialsCache = HashMap<(String, String), (String, Result<FoundCredentials, Problem>)>;
 
 /// Reads credentials for a DcsInstance, caching each Secret's parsed data by its
 /// resourceVersion (the metadata watch tells when it changed, so data is read only
@@ -152,7 +162,7 @@ impl CredentialsResolver {
         namespace: &str,
         spec: &DcsInstanceSpec,
         endpoint_source: &EndpointSource,
-        gate: &ApiBudget,
+        budget: &ApiBudget,
         metadata: Option<&Store<PartialObjectMeta<Secret>>>,
     ) -> Result<Result<FoundCredentials, Problem>> {
         let Some(reference) = &spec.credentials_secret_ref else {
@@ -164,7 +174,7 @@ impl CredentialsResolver {
         if let (Some(version), Some((cached_version, parsed))) = (&known_version, &cached)
             && version == cached_version
         {
-            return Ok(parsed.clone().map_err(Problem::CredentialsNotFound));
+            return Ok(parsed.clone());
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let Some(secret) = api.get_opt(&reference.name).await? else {
@@ -181,8 +191,12 @@ impl CredentialsResolver {
         if let (Some((_, Ok(before))), Ok(now)) = (&cached, &parsed)
             && before.credentials != now.credentials
         {
-            // A rotation: the new credentials get one attempt even if the key is blocked.
-            gate.credentials_changed(&gate_key(&now.credentials));
+            // A rotation: the new credentials get one attempt even if a 401 of the
+            // previous content blocks the key (the cap on failures still holds).
+            budget.credentials_changed(
+                &super::budget::principal(&before.credentials),
+                &before.credentials.fingerprint(),
+            );
         }
         self.lock().insert(
             cache_key,
@@ -191,7 +205,7 @@ impl CredentialsResolver {
                 parsed.clone(),
             ),
         );
-        Ok(parsed.map_err(Problem::CredentialsNotFound))
+        Ok(parsed)
     }
 
     fn defaults_for(
@@ -223,7 +237,21 @@ impl CredentialsResolver {
                 "spec.credentialsSecretRef is required: the operator's default credentials are not allowed in namespace {namespace}"
             ));
         }
-        defaults.load().map_err(Problem::CredentialsNotFound)
+        defaults.load()
+    }
+
+    /// Forgets (and drops the secret material of) every cached Secret no live
+    /// DcsInstance references: `referenced` holds (namespace, Secret name).
+    pub fn retain(&self, referenced: &HashSet<(String, String)>) {
+        self.lock().retain(|key, _| referenced.contains(key));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CredentialsCache> {
@@ -259,6 +287,20 @@ impl PasswordReader {
         self.cache
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Forgets cached passwords of Secrets no live DcsInstance references.
+    pub fn retain(&self, referenced: &HashSet<(String, String)>) {
+        self.lock()
+            .retain(|(namespace, name, _), _| referenced.contains(&(namespace.clone(), name.clone())));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// `Ok(Err(message))` when the Secret or the key is missing.
@@ -413,16 +455,23 @@ mod tests {
         assert_eq!(ak.project_id.as_deref(), Some("p"));
         let token = parse_credentials(map(&[("authToken", "T")]), "s").unwrap();
         assert!(matches!(token.credentials, Credentials::Token(_)));
+        let message = |problem: Problem| problem.message().to_string();
         assert!(
-            parse_credentials(map(&[("accessKey", "AK")]), "s")
-                .unwrap_err()
+            message(parse_credentials(map(&[("accessKey", "AK")]), "s").unwrap_err())
                 .contains("secretKey")
         );
         assert!(
-            parse_credentials(map(&[]), "the Secret x")
-                .unwrap_err()
+            message(parse_credentials(map(&[]), "the Secret x").unwrap_err())
                 .contains("the Secret x")
         );
+        for bad in ["AK-1", "AK 1", "ÄK", &"A".repeat(129), "AK\nX"] {
+            let refused = parse_credentials(map(&[("accessKey", bad), ("secretKey", "S")]), "s")
+                .unwrap_err();
+            assert_eq!(refused.reason(), "CredentialsInvalid");
+            assert!(refused.message().contains("accessKey"));
+            assert!(!refused.message().contains(bad), "never the value");
+        }
+        assert!(parse_credentials(map(&[("accessKey", &"A".repeat(128)), ("secretKey", "S")]), "s").is_ok());
     }
 
     #[test]
@@ -463,10 +512,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn gate_keys() {
-        assert_eq!(gate_key(&Credentials::access_key("AK", "x", None)), "ak:AK");
-        assert_eq!(gate_key(&Credentials::access_key("AK", "y", None)), "ak:AK");
-        assert!(gate_key(&Credentials::Token("t".into())).starts_with("token:"));
-    }
 }

@@ -13,14 +13,16 @@ use serde::de::DeserializeOwned;
 
 use super::credentials::Credentials;
 use super::error::{ApiError, DcsError};
-use super::model::{Instance, InstanceList};
+use super::bounded;
+use super::model::Instance;
 use super::signer::{self, RequestParts};
 use crate::clock::SharedClock;
 
 /// The v2 list API returns at most this many records a page.
 pub const MAX_LIST_PAGE: u32 = 1000;
-/// Stop paging after this many pages even if the server keeps answering full pages.
-const MAX_LIST_PAGES: usize = 1000;
+/// Stop paging after this many pages even if the server keeps answering full pages
+/// (200 000 instances: far above any project's quota).
+const MAX_LIST_PAGES: usize = 200;
 
 /// Where the DCS API lives: `https://dcs.{region}.myhuaweicloud.com`, or an explicit
 /// URL (another partition, a private endpoint, or a local simulator over http).
@@ -98,6 +100,29 @@ impl Endpoint {
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
         }
+    }
+
+    /// `scheme://host:port`, normalized: lower case (the URL parser does that), no
+    /// trailing dot, the port always written. Two spellings of one server are one origin.
+    pub fn origin(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default().trim_end_matches('.');
+        let port = self.url.port_or_known_default().unwrap_or(0);
+        format!("{}://{host}:{port}", self.url.scheme())
+    }
+
+    /// True for a Huawei Cloud DCS region host (`https://dcs.{region}.myhuaweicloud.com`,
+    /// however spelled): every region shares one API gateway account per access key.
+    pub fn is_region_host(&self) -> bool {
+        let host = self.url.host_str().unwrap_or_default().trim_end_matches('.');
+        let Some(region) = host
+            .strip_prefix("dcs.")
+            .and_then(|rest| rest.strip_suffix(".myhuaweicloud.com"))
+        else {
+            return false;
+        };
+        self.url.scheme() == "https"
+            && self.url.port_or_known_default() == Some(443)
+            && Self::for_region(region).is_ok()
     }
 
     /// `host[:port]` as the Host header carries it (a default port is not written).
@@ -247,6 +272,7 @@ impl DcsClient {
 
     /// Every instance of a project through the v2 list (`offset`/`limit`), failed
     /// creations included, paged until a short page, de-duplicated by instance id.
+    /// Items whose id is not a DCS instance id (a lower-case UUID) are skipped.
     ///
     /// A page of exactly `page_size` items costs one more (empty) page: the API does
     /// not document whether `instance_num` is the total or the page size, and
@@ -260,9 +286,14 @@ impl DcsClient {
     ) -> Result<Answer<Vec<Instance>>, DcsError> {
         let mut instances = Vec::new();
         let listed = self
-            .list_instances_with(endpoint, credentials, project_id, page_size, |instance| {
-                instances.push(instance)
-            })
+            .list_instances_with(
+                endpoint,
+                credentials,
+                project_id,
+                page_size,
+                |_| true,
+                |instance| instances.push(instance),
+            )
             .await?;
         Ok(Answer {
             value: instances,
@@ -271,18 +302,23 @@ impl DcsClient {
         })
     }
 
-    /// Like [`Self::list_instances`], handing each instance to `sink` as its page
-    /// arrives, so a caller with thousands need not hold them all at once.
+    /// Like [`Self::list_instances`], handing each instance whose id `wanted` accepts
+    /// to `sink` as it is decoded. Nothing else is kept: a page is decoded item by
+    /// item, items past the requested `limit` and ids nobody wants are dropped at
+    /// once, so a hostile page of millions of `{}` costs its body and one item.
     pub async fn list_instances_with(
         &self,
         endpoint: &Endpoint,
         credentials: &Credentials,
         project_id: &str,
         page_size: u32,
+        wanted: impl Fn(&str) -> bool,
         mut sink: impl FnMut(Instance),
     ) -> Result<Answer<()>, DcsError> {
         let limit = page_size.clamp(1, MAX_LIST_PAGE);
+        // Only ids handed to the sink are remembered (at most the caller's own).
         let mut seen = HashSet::new();
+        let mut page_digests = HashSet::new();
         let mut offset: u64 = 0;
         let mut request_id = None;
         let mut pages = 0;
@@ -298,23 +334,32 @@ impl DcsClient {
                 project_id: Some(project_id.to_string()),
                 ..self.default_spec()
             };
-            let page: Answer<InstanceList> = self.send_json(endpoint, credentials, spec).await?;
+            let (body, page_request_id) = self.send_raw(endpoint, credentials, spec).await?;
             pages += 1;
-            request_id = page.request_id.or(request_id);
-            let received = page.value.instances.len();
-            let mut new = 0;
-            for instance in page.value.instances {
-                let Some(id) = instance.instance_id.clone() else {
-                    continue;
-                };
-                if seen.insert(id) {
-                    new += 1;
-                    sink(instance);
-                }
-            }
-            // A short page ends the listing; so does a page with nothing new, which a
+            request_id = page_request_id.clone().or(request_id);
+            let mut page = PageReader {
+                limit: limit as usize,
+                received: 0,
+                digest: std::hash::DefaultHasher::new(),
+                on_item: &mut |instance: Instance| {
+                    let Some(id) = instance.instance_id.as_deref() else {
+                        return;
+                    };
+                    if bounded::is_instance_id(id) && wanted(id) && seen.insert(id.to_string()) {
+                        sink(instance);
+                    }
+                },
+            };
+            decode_page(&body, &mut page).map_err(|message| DcsError::Decode {
+                message,
+                request_id: page_request_id,
+            })?;
+            let received = page.received;
+            let digest = std::hash::Hasher::finish(&page.digest);
+            drop(body);
+            // A short page ends the listing; so does a page seen before, which a
             // server that ignores `offset` would send forever.
-            if received < limit as usize || new == 0 {
+            if received < limit as usize || !page_digests.insert(digest) {
                 break;
             }
             offset += received as u64;
@@ -436,6 +481,26 @@ impl DcsClient {
         credentials: &Credentials,
         spec: RequestSpec,
     ) -> Result<Answer<T>, DcsError> {
+        let (body, request_id) = self.send_raw(endpoint, credentials, spec).await?;
+        let value = decode_json(&body).map_err(|message| DcsError::Decode {
+            message,
+            request_id: request_id.clone(),
+        })?;
+        Ok(Answer {
+            value,
+            request_id,
+            pages: 1,
+        })
+    }
+
+    /// Sends a request and returns a successful answer's body (at most
+    /// `max_body_bytes`), or classifies the failure.
+    async fn send_raw(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        spec: RequestSpec,
+    ) -> Result<(Vec<u8>, Option<String>), DcsError> {
         let request = self.build_request(endpoint, credentials, &spec)?;
         let response = self.http.execute(request).await.map_err(transport_error)?;
         let status = response.status().as_u16();
@@ -447,16 +512,95 @@ impl DcsClient {
             let api = ApiError::from_body(status, &body, request_id);
             return Err(DcsError::from_response(api, retry_after));
         }
-        let value = decode_json(&body).map_err(|message| DcsError::Decode {
-            message,
-            request_id: request_id.clone(),
-        })?;
-        Ok(Answer {
-            value,
-            request_id,
-            pages: 1,
-        })
+        Ok((body, request_id))
     }
+}
+
+/// One list page as it is decoded: counts items, digests their ids, and hands each
+/// to `on_item` without collecting them.
+struct PageReader<'a> {
+    limit: usize,
+    received: usize,
+    digest: std::hash::DefaultHasher,
+    on_item: &'a mut dyn FnMut(Instance),
+}
+
+/// Decodes `{"instances": [...], ...}` item by item (other keys are skipped unbuilt).
+fn decode_page(body: &[u8], page: &mut PageReader<'_>) -> Result<(), String> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Items<'p, 'a>(&'p mut PageReader<'a>);
+    impl<'de> Visitor<'de> for Items<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of instances")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(instance) = seq.next_element::<Instance>()? {
+                self.0.received += 1;
+                if let Some(id) = &instance.instance_id {
+                    std::hash::Hash::hash(id, &mut self.0.digest);
+                }
+                // Past the requested limit: counted (paging must see it), never used.
+                if self.0.received <= self.0.limit {
+                    (self.0.on_item)(instance);
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    struct Page<'p, 'a>(&'p mut PageReader<'a>);
+    impl<'de> Visitor<'de> for Page<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list answer (an object with instances)")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "instances" {
+                    map.next_value_seed(Items(&mut *self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Page<'_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the answer has an empty body".into());
+    }
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let mut track = serde_path_to_error::Track::new();
+    let result = Page(page).deserialize(serde_path_to_error::Deserializer::new(&mut json, &mut track));
+    let result = result.and_then(|()| json.end().map_err(Into::into));
+    result.map_err(|error| {
+        let path = track.path().to_string();
+        if path == "." || path.is_empty() {
+            format!("{error}")
+        } else {
+            format!("field {path}: {error}")
+        }
+    })
 }
 
 /// Decodes a successful answer, naming the field that failed.
@@ -484,15 +628,26 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// `Retry-After` is either delta-seconds or an HTTP date.
+/// The longest pause a Retry-After may ask for: an endpoint, hostile or broken,
+/// must not be able to silence an access key for longer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// `Retry-After` is either delta-seconds or an HTTP date; either is clamped to
+/// [0, [`MAX_RETRY_AFTER`]]. Anything else (negative, fractional, garbage) is
+/// ignored. Never panics, whatever the value.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    if let Ok(seconds) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    let value = value.trim();
+    if value.len() > 64 {
+        return None;
     }
-    let at = DateTime::parse_from_rfc2822(value.trim())
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: too many for a u64 still means "a very long time".
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let wait = at.signed_duration_since(now).to_std().unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 async fn read_capped(
@@ -558,6 +713,28 @@ mod tests {
                 .unwrap()
                 .is_loopback()
         );
+        for same in [
+            "https://dcs.cn-north-4.myhuaweicloud.com",
+            "https://DCS.cn-north-4.MyHuaweiCloud.com.",
+            "https://dcs.cn-north-4.myhuaweicloud.com:443/",
+        ] {
+            let endpoint = Endpoint::parse(same).unwrap();
+            assert!(endpoint.is_region_host(), "{same}");
+            assert_eq!(endpoint.origin(), "https://dcs.cn-north-4.myhuaweicloud.com:443");
+        }
+        for other in [
+            "https://dcs.cn-north-4.myhuaweicloud.com:8443",
+            "http://dcs.cn-north-4.myhuaweicloud.com",
+            "https://dcs.cn-north-4.myhuaweicloud.com.evil.example",
+            "https://evil.myhuaweicloud.com",
+            "https://dcs.x_y.myhuaweicloud.com",
+        ] {
+            assert!(!Endpoint::parse(other).unwrap().is_region_host(), "{other}");
+        }
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:8443/x").unwrap().origin(),
+            "http://127.0.0.1:8443"
+        );
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("https://u:p@x").is_err());
         assert!(Endpoint::parse("https://x/?a=b").is_err());
@@ -581,6 +758,17 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        let max = Some(MAX_RETRY_AFTER);
+        assert_eq!(parse_retry_after("9999999999999", now), max);
+        assert_eq!(parse_retry_after(&"9".repeat(40), now), max);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", now), max);
+        assert_eq!(
+            parse_retry_after("Mon, 15 Jan 2001 08:30:10 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("1.5", now), None);
+        assert_eq!(parse_retry_after("", now), None);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// What the API said about a failed request, as far as its body and headers tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,20 +22,20 @@ impl ApiError {
     /// same keys one level down (`{"error": {"code": …}}`). When nothing matches the
     /// code is the HTTP status and the message the body text (cut short).
     pub fn from_body(status: u16, body: &[u8], request_id_header: Option<String>) -> Self {
-        let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let from_json = parsed.as_ref().and_then(|value| {
-            find_code_and_message(value)
-                .or_else(|| value.as_object()?.values().find_map(find_code_and_message))
+        // Decoded into a bounded shape, never a serde_json::Value: an error body is
+        // as hostile as any answer, and a Value of megabytes of `[{}]` is gigabytes.
+        let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+        let from_json = parsed.as_ref().and_then(|parsed| {
+            parsed
+                .top
+                .code_and_message()
+                .or_else(|| parsed.nested.as_ref().and_then(Fields::code_and_message))
         });
-        let body_request_id = parsed
-            .as_ref()
-            .and_then(|value| value.get("request_id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let body_request_id = parsed.and_then(|parsed| parsed.request_id);
         let (error_code, error_msg) = match from_json {
             Some((code, message)) => (Some(code), message),
             None => {
-                let text = String::from_utf8_lossy(body);
+                let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
                 let text = truncate(text.trim(), 512);
                 (Some(status.to_string()), (!text.is_empty()).then_some(text))
             }
@@ -67,26 +70,173 @@ impl ApiError {
     }
 }
 
-fn find_code_and_message(value: &Value) -> Option<(String, Option<String>)> {
-    let object = value.as_object()?;
-    for (code_key, message_key) in [
-        ("error_code", "error_msg"),
-        ("errorCode", "errorMsg"),
-        ("code", "message"),
-    ] {
-        if let Some(code) = object.get(code_key).and_then(scalar_text) {
-            let message = object.get(message_key).and_then(scalar_text);
-            return Some((code, message));
-        }
-    }
-    None
+/// The code and message keys the SDK looks for, each a bounded scalar.
+#[derive(Debug, Default)]
+struct Fields {
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    error_code_camel: Option<String>,
+    error_msg_camel: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
 }
 
-fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(truncate(text, 1024)),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
+impl Fields {
+    fn set(&mut self, key: &str, value: Option<String>) -> bool {
+        let slot = match key {
+            "error_code" => &mut self.error_code,
+            "error_msg" => &mut self.error_msg,
+            "errorCode" => &mut self.error_code_camel,
+            "errorMsg" => &mut self.error_msg_camel,
+            "code" => &mut self.code,
+            "message" => &mut self.message,
+            _ => return false,
+        };
+        *slot = value;
+        true
+    }
+
+    fn code_and_message(&self) -> Option<(String, Option<String>)> {
+        [
+            (&self.error_code, &self.error_msg),
+            (&self.error_code_camel, &self.error_msg_camel),
+            (&self.code, &self.message),
+        ]
+        .into_iter()
+        .find_map(|(code, message)| Some((code.clone()?, message.clone())))
+    }
+}
+
+/// An error body: the keys at the top, the first object one level down that has
+/// them (`{"error": {"code": …}}`), and `request_id`. Everything else is skipped
+/// without being built.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    top: Fields,
+    nested: Option<Fields>,
+    request_id: Option<String>,
+}
+
+/// A scalar as text (strings cut to 1024 characters, numbers written out), else None.
+struct Scalar;
+
+impl<'de> DeserializeSeed<'de> for Scalar {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scalar {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(truncate(v, 1024)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(|n| n.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// An object one level down: its code/message keys, or None when it is not an
+/// object (skipped unbuilt).
+struct Nested;
+
+impl<'de> DeserializeSeed<'de> for Nested {
+    type Value = Option<Fields>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Nested {
+    type Value = Option<Fields>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let value = map.next_value_seed(Scalar)?;
+            fields.set(&key, value);
+        }
+        Ok(Some(fields))
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = ErrorBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an error object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ErrorBody, A::Error> {
+                let mut body = ErrorBody::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if Fields::default().set(&key, None) {
+                        let value = map.next_value_seed(Scalar)?;
+                        body.top.set(&key, value);
+                    } else if key == "request_id" {
+                        body.request_id = map.next_value_seed(Scalar)?;
+                    } else if body.nested.as_ref().is_none_or(|n| n.code_and_message().is_none()) {
+                        // The first nested object that names a code wins.
+                        if let Some(fields) = map.next_value_seed(Nested)? {
+                            body.nested = Some(fields);
+                        }
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(body)
+            }
+        }
+        d.deserialize_map(BodyVisitor)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Everything that talks to the Huawei Cloud DCS API, or pretends to be it.
 
+pub mod bounded;
 pub mod client;
 pub mod credentials;
 pub mod error;

@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::bounded;
+
 /// One DCS instance as the API describes it. The field names are the API's own.
 ///
 /// Which API carries what: v1.0 ShowInstance (the one the operator reads first)
@@ -21,13 +23,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Instance {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub instance_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub engine: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub engine_version: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -39,18 +53,30 @@ pub struct Instance {
         deserialize_with = "lenient_string"
     )]
     pub capacity_minor: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s4096"
+    )]
     pub ip: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient_int"
     )]
     pub port: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub sub_status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub description: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -62,59 +88,126 @@ pub struct Instance {
         deserialize_with = "lenient_int"
     )]
     pub used_memory: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s128"
+    )]
     pub resource_spec_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s128"
+    )]
     pub spec_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub internal_version: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient_int"
     )]
     pub charging_mode: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub vpc_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub vpc_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub created_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub error_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub user_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub maintain_begin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub maintain_end: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::string_or_list::<_, 128>"
+    )]
     pub available_zones: Option<StringOrList>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::string_or_list::<_, 128>"
+    )]
     pub az_codes: Option<StringOrList>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub subnet_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub subnet_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s64"
+    )]
     pub subnet_cidr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub security_group_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub security_group_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::s4096"
+    )]
     pub backend_addrs: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub product_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub order_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub domain_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "bounded::short"
+    )]
     pub readonly_domain_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_backup_policy: Option<serde_json::Value>,
 }
 
 /// `available_zones` is documented as an array but the documented example sends a
@@ -136,40 +229,87 @@ impl StringOrList {
     }
 }
 
+/// An integer, a float with no fraction, or a numeric string; null or an empty
+/// string is absent. A visitor, not an untagged enum: an untagged enum buffers
+/// whatever value came (a hostile endpoint's megabytes of nested arrays) first.
 fn lenient_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOrString {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-    match Option::<IntOrString>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(IntOrString::Int(value)) => Ok(Some(value)),
-        Some(IntOrString::Float(value)) if value.fract() == 0.0 && value.abs() < 9.0e15 => {
-            Ok(Some(value as i64))
+    struct IntVisitor;
+    impl<'de> serde::de::Visitor<'de> for IntVisitor {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer, a numeric string or null")
         }
-        Some(IntOrString::Float(value)) => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {value}"
-        ))),
-        Some(IntOrString::Text(text)) if text.trim().is_empty() => Ok(None),
-        Some(IntOrString::Text(text)) => text.trim().parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!("expected an integer, got the string {text:?}"))
-        }),
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            i64::try_from(value)
+                .map(Some)
+                .map_err(|_| E::custom(format!("expected an integer, got {value} (too large)")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            if value.fract() == 0.0 && value.abs() < 9.0e15 {
+                Ok(Some(value as i64))
+            } else {
+                Err(E::custom(format!("expected an integer, got {value}")))
+            }
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                return Ok(None);
+            }
+            trimmed.parse().map(Some).map_err(|_| {
+                E::custom(format!(
+                    "expected an integer, got the string {:?}",
+                    bounded::clip(text, 32)
+                ))
+            })
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
+    deserializer.deserialize_any(IntVisitor)
 }
 
 /// `capacity_minor` is a string in the SDK model (".125"); accept a number too.
 fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => Ok(Some(text)),
-        Some(serde_json::Value::Number(number)) => Ok(Some(number.to_string())),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "expected a string, got {other}"
-        ))),
+    struct TextVisitor;
+    impl<'de> serde::de::Visitor<'de> for TextVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string, a number or null")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(bounded::clip(text, 32)))
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            Ok(Some(serde_json::Number::from_f64(value).map(|n| n.to_string()).unwrap_or_default()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
     }
+    deserializer.deserialize_any(TextVisitor)
 }
 
 const GIB: u128 = 1 << 30;
@@ -286,7 +426,6 @@ impl Instance {
             order_id,
             domain_name,
             readonly_domain_name,
-            instance_backup_policy,
         );
         // A fault code describes one state: carried over only while the status is the
         // same, so an instance that recovered does not keep its old fault.
