@@ -126,6 +126,14 @@ pub struct RunArgs {
     /// Requests a bucket may hold for bursts.
     #[arg(long, default_value_t = 40)]
     pub api_burst: u32,
+    /// Give up connecting to a DCS endpoint after this long (short: an endpoint that
+    /// does not answer must not hold a slot).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub dcs_connect_timeout: std::time::Duration,
+    /// DCS calls in flight at once per namespace, besides the global --concurrency:
+    /// many slow endpoints named in one namespace cannot take every slot.
+    #[arg(long, default_value_t = 8)]
+    pub namespace_concurrency: u16,
     /// Reconciles running at once. Unbounded, a start-up with thousands of
     /// DcsInstances would open as many API requests (and connections) at once.
     #[arg(long, default_value_t = 32)]

@@ -307,7 +307,8 @@ impl InstanceView {
             .push(store);
     }
 
-    fn instances(&self) -> Vec<Arc<DcsInstance>> {
+    /// Every DcsInstance in the watch caches.
+    pub fn instances(&self) -> Vec<Arc<DcsInstance>> {
         self.stores
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::clock::later;
 use crate::crd::{Binding, Condition, DcsInstanceStatus};
-use crate::dcs::bounded::clip;
 use crate::dcs::DcsError;
+use crate::dcs::bounded::clip;
 use crate::dcs::model::{DcsStatus, Instance, StatusClass, fault_description};
 use crate::secret::{self, ConnectionDetails, Owner};
 
@@ -49,6 +49,9 @@ pub enum Problem {
     PasswordSecretNotFound(String),
     /// The connection Secret exists and belongs to someone else.
     SecretConflict(String),
+    /// The connection Secret holds the right data but a `type` Kubernetes will not
+    /// let the operator change: said in Ready's message, nothing else changes.
+    SecretTypeMismatch(String),
 }
 
 impl Problem {
@@ -59,6 +62,7 @@ impl Problem {
             Problem::CredentialsInvalid(_) => "CredentialsInvalid",
             Problem::PasswordSecretNotFound(_) => "PasswordSecretNotFound",
             Problem::SecretConflict(_) => "SecretConflict",
+            Problem::SecretTypeMismatch(_) => "SecretTypeMismatch",
         }
     }
 
@@ -68,7 +72,8 @@ impl Problem {
             | Problem::CredentialsNotFound(m)
             | Problem::CredentialsInvalid(m)
             | Problem::PasswordSecretNotFound(m)
-            | Problem::SecretConflict(m) => m,
+            | Problem::SecretConflict(m)
+            | Problem::SecretTypeMismatch(m) => m,
         }
     }
 }
@@ -465,36 +470,43 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     // poller) must not hide behind an old Ready.
     let stale = success.is_some()
         && input.observation.is_some_and(|o| {
-            input.now.signed_duration_since(o.at).to_std().unwrap_or(Duration::ZERO)
+            input
+                .now
+                .signed_duration_since(o.at)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
                 > stale_after(input.poll_interval)
         });
 
     // Synced: did the last observation work?
-    let (synced_ok, synced_reason, synced_message) =
-        match (invalid.or(credentials), success, failure) {
-            (Some(problem), _, _) => (false, problem.reason(), problem.message().to_string()),
-            (None, Some(_), _) if stale => (
-                false,
-                "Stale",
-                format!(
-                    "The last answer from DCS is from {}, more than three poll intervals ago; the values shown may be out of date (the operator keeps asking: check the operator's logs and the API budget metrics)",
-                    input
-                        .observation
-                        .map(|o| o.at.to_rfc3339_opts(SecondsFormat::Secs, true))
-                        .unwrap_or_default()
-                ),
+    let (synced_ok, synced_reason, synced_message) = match (
+        invalid.or(credentials),
+        success,
+        failure,
+    ) {
+        (Some(problem), _, _) => (false, problem.reason(), problem.message().to_string()),
+        (None, Some(_), _) if stale => (
+            false,
+            "Stale",
+            format!(
+                "The last answer from DCS is from {}, more than three poll intervals ago; the values shown may be out of date (the operator keeps asking: check the operator's logs and the API budget metrics)",
+                input
+                    .observation
+                    .map(|o| o.at.to_rfc3339_opts(SecondsFormat::Secs, true))
+                    .unwrap_or_default()
             ),
-            (None, Some(_), _) => (true, "Observed", "The DCS API answered".to_string()),
-            (None, None, Some(error)) if error.is_instance_not_found() => {
-                (true, "Observed", "The DCS API answered".to_string())
-            }
-            (None, None, Some(error)) => (false, error.reason(), error_message(error)),
-            (None, None, None) => (
-                false,
-                "Pending",
-                "Waiting for the first observation".to_string(),
-            ),
-        };
+        ),
+        (None, Some(_), _) => (true, "Observed", "The DCS API answered".to_string()),
+        (None, None, Some(error)) if error.is_instance_not_found() => {
+            (true, "Observed", "The DCS API answered".to_string())
+        }
+        (None, None, Some(error)) => (false, error.reason(), error_message(error)),
+        (None, None, None) => (
+            false,
+            "Pending",
+            "Waiting for the first observation".to_string(),
+        ),
+    };
 
     // Ready: what is true of the instance and its Secret.
     let dcs_status = status.status.as_deref().map(DcsStatus::parse);
@@ -520,6 +532,18 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         Some((false, synced_reason.to_string(), synced_message.clone()))
     };
 
+    // A note that changes nothing else (the Secret works): appended to Ready's message.
+    let ready = ready.map(|(ok, reason, mut message)| {
+        for note in input
+            .problems
+            .iter()
+            .filter(|p| matches!(p, Problem::SecretTypeMismatch(_)))
+        {
+            message.push_str("; note: ");
+            message.push_str(note.message());
+        }
+        (ok, reason, message)
+    });
     let mut conditions = Vec::new();
     match ready {
         Some((ok, reason, message)) => conditions.push(condition(

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::dcs::ApiError;
+use chrono::TimeDelta;
 
 const NOW: &str = "2026-01-01T00:00:00Z";
 

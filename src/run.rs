@@ -21,6 +21,10 @@ use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
 use crate::server;
+use crate::supervise::supervised;
+
+/// How often caches keyed by tenant data are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Fails with a one-line hint when the cluster does not serve DcsInstances. Uses
 /// API discovery, which a namespaced install may read (it cannot read CRDs).
@@ -70,6 +74,7 @@ pub struct Operator {
 pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow::Result<Operator> {
     let mut config = ClientConfig {
         timeout: args.dcs_timeout,
+        connect_timeout: args.dcs_connect_timeout.min(args.dcs_timeout),
         ..ClientConfig::default()
     };
     if let Some(path) = &args.dcs_ca_file {
@@ -108,6 +113,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         });
         simulator = Some(handle);
     }
+    let cloud_origins: Vec<String> = simulator
+        .iter()
+        .map(|sim: &SimHandle| sim.endpoint().origin())
+        .collect();
     let identity = args.lease_holder.clone().or_else(host_name);
     let mut shared = Shared::new(
         client.clone(),
@@ -120,6 +129,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     shared.batching = args.batch_polling;
     shared.concurrency = args.concurrency;
     shared.budget = ApiBudget::new(args.api_rate_limit, args.api_burst);
+    shared.namespace_limits =
+        crate::controller::dcs_call::NamespaceLimits::new(usize::from(args.namespace_concurrency));
+    // In demo mode the simulator stands in for a region: its gates are the cloud's.
+    shared.cloud_origins = cloud_origins;
     shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
     if args.leader_elect {
         shared.leader = Arc::new(LeaderGate::elected(clock));
@@ -145,25 +158,40 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_api_served(&client).await?;
     let operator = build(client.clone(), &args, Arc::new(SystemClock)).await?;
     let shared = operator.shared.clone();
-    let server = tokio::spawn(server::serve(
-        args.metrics_addr,
-        shared.metrics.clone(),
-        shared.readiness.clone(),
-    ));
-    // Forget observations of DcsInstances that are gone, so memory stays flat.
-    let pruning = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
-            loop {
-                every.tick().await;
-                let live = shared.instances.uids();
-                if !live.is_empty() {
-                    shared.observations.retain_uids(&live);
+    let server = tokio::spawn(supervised("metrics_server", shared.metrics.clone(), {
+        let (addr, metrics, readiness) = (
+            args.metrics_addr,
+            shared.metrics.clone(),
+            shared.readiness.clone(),
+        );
+        move || {
+            let (metrics, readiness) = (metrics.clone(), readiness.clone());
+            async move {
+                if let Err(error) = server::serve(addr, metrics, readiness).await {
+                    warn!("the metrics server stopped: {error:#}");
                 }
             }
-        })
-    };
+        }
+    }));
+    // Forget what is kept for DcsInstances and Secrets that are gone, so memory
+    // stays flat however many objects come and go.
+    let pruning = tokio::spawn(supervised("pruning", shared.metrics.clone(), {
+        let shared = shared.clone();
+        move || {
+            let shared = shared.clone();
+            async move {
+                let mut every = tokio::time::interval(PRUNE_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    // Before the watches have listed, "nothing is live" is not true yet.
+                    if shared.readiness.is_ready() {
+                        shared.prune(&shared.instances.instances());
+                    }
+                }
+            }
+        }
+    }));
     if args.leader_elect {
         let identity = args
             .lease_holder

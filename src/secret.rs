@@ -150,9 +150,67 @@ pub fn controller_uid(secret: &Secret) -> Option<&str> {
         .map(|owner| owner.uid.as_str())
 }
 
-/// True when `existing` already holds what `desired` would write: same type, data,
-/// our labels and our controller reference. Other labels and annotations that
-/// someone added are left alone and do not count as a difference.
+/// Set on the watch cache's copy of a connection Secret, never on the Secret
+/// itself: a SHA-256 of the data the watch delivered, which the cache keeps instead
+/// of the data. Computed locally, so nobody who can edit the Secret can forge it.
+pub const DATA_DIGEST_ANNOTATION: &str = "dcs.operator.dev/cached-data-digest";
+
+/// A digest of a Secret's data (keys and values, length-prefixed, in key order).
+pub fn data_digest(secret: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (key, value) in secret.data.iter().flatten() {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.0.len() as u64).to_be_bytes());
+        hasher.update(&value.0);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// What the owned-Secret watch cache keeps of a Secret: None unless a DcsInstance
+/// controls it (anyone may label a Secret `managed-by=dcs-operator`); else its
+/// identity, our labels, the controller reference, its type and the digest of its
+/// data, never the data.
+pub fn slim_for_cache(secret: &Secret) -> Option<Secret> {
+    let controller = secret
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|owner| owner.controller == Some(true) && owner.kind == "DcsInstance")?
+        .clone();
+    let labels = secret.metadata.labels.as_ref().map(|labels| {
+        labels
+            .iter()
+            .filter(|(key, _)| *key == MANAGED_BY_LABEL || *key == INSTANCE_LABEL)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    });
+    Some(Secret {
+        metadata: ObjectMeta {
+            name: secret.metadata.name.clone(),
+            namespace: secret.metadata.namespace.clone(),
+            uid: secret.metadata.uid.clone(),
+            resource_version: secret.metadata.resource_version.clone(),
+            labels,
+            annotations: Some(BTreeMap::from([(
+                DATA_DIGEST_ANNOTATION.to_string(),
+                data_digest(secret),
+            )])),
+            owner_references: Some(vec![controller]),
+            ..ObjectMeta::default()
+        },
+        type_: secret.type_.clone(),
+        ..Secret::default()
+    })
+}
+
+/// True when `existing` (a Secret as read, or the cache's slim copy) already holds
+/// what `desired` would write: same data, our labels and our controller reference.
+/// Other labels and annotations that someone added are left alone and do not count
+/// as a difference; nor does `type`, which the API server never lets change (see
+/// [`type_mismatch`]).
 pub fn is_up_to_date(existing: &Secret, desired: &Secret) -> bool {
     let labels_present = desired
         .metadata
@@ -160,10 +218,29 @@ pub fn is_up_to_date(existing: &Secret, desired: &Secret) -> bool {
         .iter()
         .flatten()
         .all(|(k, v)| existing.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-    existing.type_ == desired.type_
-        && existing.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default()
-        && labels_present
-        && controller_uid(existing) == controller_uid(desired)
+    let cached_digest = existing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DATA_DIGEST_ANNOTATION));
+    let same_data = match (&existing.data, cached_digest) {
+        (None, Some(digest)) => *digest == data_digest(desired),
+        _ => existing.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default(),
+    };
+    same_data && labels_present && controller_uid(existing) == controller_uid(desired)
+}
+
+/// When the Secret's `type` differs from what the operator would create (someone
+/// created it by hand, or an engine change), a sentence saying so. `type` cannot be
+/// changed in place, so the operator keeps it and never patches it.
+pub fn type_mismatch(existing: &Secret, desired: &Secret) -> Option<String> {
+    let have = existing.type_.as_deref().unwrap_or("Opaque");
+    let want = desired.type_.as_deref().unwrap_or("Opaque");
+    (have != want).then(|| {
+        format!(
+            "the connection Secret has type {have}, not {want}; Kubernetes cannot change a Secret's type: delete the Secret and the operator recreates it"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -271,6 +348,34 @@ mod tests {
         let mut foreign = desired.clone();
         foreign.metadata.owner_references = None;
         assert!(!is_up_to_date(&foreign, &desired));
+    }
+
+    #[test]
+    fn the_cache_keeps_a_digest_never_the_data() {
+        let desired = connection_secret("ns", "cache-dcs", &owner(), &details(Some("hunter2")));
+        let slim = slim_for_cache(&desired).unwrap();
+        assert!(slim.data.is_none());
+        assert!(!format!("{slim:?}").contains("hunter2"));
+        assert!(is_up_to_date(&slim, &desired));
+        let changed = connection_secret("ns", "cache-dcs", &owner(), &details(Some("other")));
+        assert!(!is_up_to_date(&slim, &changed));
+        // A foreign annotation claiming our digest is overwritten by the real one.
+        let mut forged = changed.clone();
+        forged.metadata.annotations = Some(BTreeMap::from([(
+            DATA_DIGEST_ANNOTATION.to_string(),
+            data_digest(&desired),
+        )]));
+        assert!(!is_up_to_date(&slim_for_cache(&forged).unwrap(), &desired));
+        // Only Secrets a DcsInstance controls are kept.
+        let mut labelled_only = desired.clone();
+        labelled_only.metadata.owner_references = None;
+        assert!(slim_for_cache(&labelled_only).is_none());
+        // Type is not compared, but a mismatch is reported.
+        let mut opaque = desired.clone();
+        opaque.type_ = Some("Opaque".into());
+        assert!(is_up_to_date(&opaque, &desired));
+        assert!(type_mismatch(&opaque, &desired).unwrap().contains("Opaque"));
+        assert!(type_mismatch(&desired, &desired).is_none());
     }
 
     #[test]

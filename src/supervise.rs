@@ -26,7 +26,11 @@ where
             Ok(()) => return,
             Err(join) if join.is_panic() => {
                 metrics.panicked(task);
-                error!(task, "task panicked; starting it again: {}", panic_text(join.into_panic().as_ref()));
+                error!(
+                    task,
+                    "task panicked; starting it again: {}",
+                    panic_text(join.into_panic().as_ref())
+                );
                 tokio::time::sleep(RESTART_DELAY).await;
             }
             // Cancelled (the runtime is shutting down).

@@ -70,7 +70,11 @@ pub fn principal(credentials: &Credentials) -> String {
 
 /// The gate for calls to `endpoint` with `credentials`. `cloud_origins` are extra
 /// origins the operator's configuration treats as the cloud (the demo simulator).
-pub fn gate_key(endpoint: &Endpoint, credentials: &Credentials, cloud_origins: &[String]) -> GateKey {
+pub fn gate_key(
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    cloud_origins: &[String],
+) -> GateKey {
     let origin = endpoint.origin();
     let scope = if endpoint.is_region_host() || cloud_origins.contains(&origin) {
         GateScope::Cloud
@@ -374,6 +378,7 @@ fn auth_cap_error(failures: usize) -> DcsError {
 mod tests {
     use super::*;
     use crate::dcs::ApiError;
+    use chrono::TimeDelta;
 
     fn g(principal: &str) -> GateKey {
         GateKey {
@@ -408,8 +413,15 @@ mod tests {
             .filter(|_| budget.admit(&g("ak"), "fp", now) == Admission::Go)
             .count();
         assert_eq!(goes, 3, "the burst");
-        assert!(matches!(budget.admit(&g("ak"), "fp", now), Admission::Wait(_)));
-        assert_eq!(budget.admit(&g("other"), "fp2", now), Admission::Go, "per key");
+        assert!(matches!(
+            budget.admit(&g("ak"), "fp", now),
+            Admission::Wait(_)
+        ));
+        assert_eq!(
+            budget.admit(&g("other"), "fp2", now),
+            Admission::Go,
+            "per key"
+        );
         let later = now + TimeDelta::seconds(1);
         let goes = (0..10)
             .filter(|_| budget.admit(&g("ak"), "fp", later) == Admission::Go)
@@ -449,7 +461,12 @@ mod tests {
             matches!(budget.admit(&g("ak"), "wrong-2", now), Admission::Wait(_)),
             "whatever the secret"
         );
-        budget.record::<()>(&g("ak"), "wrong-1", &Err(DcsError::Unauthorized(api(401))), now);
+        budget.record::<()>(
+            &g("ak"),
+            "wrong-1",
+            &Err(DcsError::Unauthorized(api(401))),
+            now,
+        );
         assert!(matches!(
             budget.admit(&g("ak"), "wrong-2", now),
             Admission::Refused(_)
@@ -466,7 +483,12 @@ mod tests {
             "proven: no longer one at a time"
         );
         assert_eq!(budget.admit(&g("ak"), "wrong", now), Admission::Go);
-        budget.record::<()>(&g("ak"), "wrong", &Err(DcsError::Unauthorized(api(401))), now);
+        budget.record::<()>(
+            &g("ak"),
+            "wrong",
+            &Err(DcsError::Unauthorized(api(401))),
+            now,
+        );
         assert!(matches!(
             budget.admit(&g("ak"), "wrong", now),
             Admission::Refused(_)
@@ -526,7 +548,11 @@ mod tests {
         now += TimeDelta::seconds(30);
         assert_eq!(budget.admit(&g("ak"), "fp", now), Admission::Go);
         budget.record::<()>(&g("ak"), "fp", &Ok(()), now);
-        assert_eq!(budget.admit(&g("ak"), "fp", now), Admission::Go, "closed again");
+        assert_eq!(
+            budget.admit(&g("ak"), "fp", now),
+            Admission::Go,
+            "closed again"
+        );
         assert_eq!(budget.admit(&g("ak"), "fp", now), Admission::Go);
     }
 }
@@ -551,12 +577,23 @@ mod hostile_tests {
     #[test]
     fn region_hosts_share_a_gate_and_tenant_origins_get_their_own() {
         let creds = Credentials::access_key("AK", "SK", None);
-        let a = gate_key(&endpoint("https://dcs.cn-north-4.myhuaweicloud.com"), &creds, &[]);
-        let b = gate_key(&endpoint("https://DCS.ap-southeast-1.myhuaweicloud.com.:443"), &creds, &[]);
+        let a = gate_key(
+            &endpoint("https://dcs.cn-north-4.myhuaweicloud.com"),
+            &creds,
+            &[],
+        );
+        let b = gate_key(
+            &endpoint("https://DCS.ap-southeast-1.myhuaweicloud.com.:443"),
+            &creds,
+            &[],
+        );
         assert_eq!(a, b);
         assert_eq!(a.scope, GateScope::Cloud);
         let evil = gate_key(&endpoint("https://evil.example"), &creds, &[]);
-        assert_eq!(evil.scope, GateScope::Origin("https://evil.example:443".into()));
+        assert_eq!(
+            evil.scope,
+            GateScope::Origin("https://evil.example:443".into())
+        );
         assert_ne!(evil, a);
         let sim = endpoint("http://127.0.0.1:9999");
         assert_eq!(
@@ -592,8 +629,15 @@ mod hostile_tests {
                 budget.record::<()>(&hostile, "evil", &Err(DcsError::Server(api(503))), now);
             }
         }
-        assert!(matches!(budget.admit(&hostile, "evil", now), Admission::Refused(_)));
-        assert_eq!(budget.admit(&cloud, "good", now), Admission::Go, "the cloud gate is untouched");
+        assert!(matches!(
+            budget.admit(&hostile, "evil", now),
+            Admission::Refused(_)
+        ));
+        assert_eq!(
+            budget.admit(&cloud, "good", now),
+            Admission::Go,
+            "the cloud gate is untouched"
+        );
         // The pause is clamped: 15 minutes at most, whatever the header said.
         assert!(matches!(
             budget.admit(&hostile, "evil", now + TimeDelta::minutes(15)),
@@ -618,7 +662,12 @@ mod hostile_tests {
                 budget.credentials_changed("ak:AK", &format!("wrong-{}", i - 1));
             }
             if budget.admit(&cloud, &fingerprint, now) == Admission::Go {
-                budget.record::<()>(&cloud, &fingerprint, &Err(DcsError::Unauthorized(api(401))), now);
+                budget.record::<()>(
+                    &cloud,
+                    &fingerprint,
+                    &Err(DcsError::Unauthorized(api(401))),
+                    now,
+                );
                 failures.push(now);
             }
         }
@@ -628,7 +677,10 @@ mod hostile_tests {
                 .iter()
                 .filter(|later| **later < *at + TimeDelta::minutes(5))
                 .count();
-            assert!(in_window <= MAX_AUTH_FAILURES, "{in_window} failures within 5 minutes of {at}");
+            assert!(
+                in_window <= MAX_AUTH_FAILURES,
+                "{in_window} failures within 5 minutes of {at}"
+            );
         }
     }
 
@@ -641,9 +693,17 @@ mod hostile_tests {
         };
         let now = Utc::now();
         assert_eq!(budget.admit(&cloud, "victim-old", now), Admission::Go);
-        budget.record::<()>(&cloud, "victim-old", &Err(DcsError::Unauthorized(api(401))), now);
+        budget.record::<()>(
+            &cloud,
+            "victim-old",
+            &Err(DcsError::Unauthorized(api(401))),
+            now,
+        );
         budget.credentials_changed("ak:AK", "attacker");
-        assert!(matches!(budget.admit(&cloud, "attacker-new", now), Admission::Refused(_)));
+        assert!(matches!(
+            budget.admit(&cloud, "attacker-new", now),
+            Admission::Refused(_)
+        ));
         budget.credentials_changed("ak:AK", "victim-old");
         assert_eq!(budget.admit(&cloud, "victim-new", now), Admission::Go);
     }

@@ -38,6 +38,7 @@ use budget::ApiBudget;
 use dcs_call::{CallOutcome, CallTarget, NamespaceLimits, PermitMode};
 use resolve::{Resolved, SpecDefaults};
 use secrets::{CredentialsResolver, SecretOutcome};
+use std::collections::HashSet;
 use store::{ObservationKey, ObservationStore};
 
 pub const FIELD_MANAGER: &str = "dcs-operator";
@@ -198,6 +199,85 @@ impl Shared {
         };
         let mut refreshes = self.refreshes.lock().unwrap_or_else(|p| p.into_inner());
         refreshes.insert(uid.to_string(), digest) != Some(digest)
+    }
+
+    /// Forgets everything kept for DcsInstances that are gone and for Secrets no
+    /// live DcsInstance references (their secret material is dropped), prunes idle
+    /// gates and namespaces, and publishes the sizes as
+    /// `dcs_operator_cache_entries{cache}`. `live` is every DcsInstance served.
+    pub fn prune(&self, live: &[Arc<DcsInstance>]) {
+        let uids: HashSet<String> = live.iter().filter_map(|obj| obj.uid()).collect();
+        let objects: HashSet<ObjectRef<DcsInstance>> = live
+            .iter()
+            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+            .collect();
+        let referenced: HashSet<(String, String)> = live
+            .iter()
+            .flat_map(|obj| {
+                let namespace = obj.namespace().unwrap_or_default();
+                [
+                    obj.spec
+                        .credentials_secret_ref
+                        .as_ref()
+                        .map(|r| r.name.clone()),
+                    obj.spec
+                        .password_secret_ref
+                        .as_ref()
+                        .map(|r| r.name.clone()),
+                ]
+                .into_iter()
+                .flatten()
+                .map(move |name| (namespace.clone(), name))
+            })
+            .collect();
+        self.observations.retain_uids(&uids);
+        self.refreshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
+        self.credentials.retain(&referenced);
+        self.passwords.retain(&referenced);
+        self.budget.prune(self.clock.now());
+        self.namespace_limits.prune();
+        self.batch.prune_all(|object| objects.contains(object));
+        for (cache, entries) in self.cache_sizes() {
+            self.metrics.set_cache_entries(cache, entries);
+        }
+    }
+
+    /// How many entries each map keyed by tenant data holds.
+    pub fn cache_sizes(&self) -> Vec<(&'static str, usize)> {
+        let (groups, members) = self.batch.sizes();
+        let (observations, bindings, shows) = self.observations.sizes();
+        vec![
+            ("observations", observations),
+            ("observation_bindings", bindings),
+            ("show_requests", shows),
+            (
+                "refresh_annotations",
+                self.refreshes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            (
+                "error_backoff",
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            ("credentials", self.credentials.len()),
+            ("passwords", self.passwords.len()),
+            ("api_gates", self.budget.len()),
+            ("namespace_limits", self.namespace_limits.len()),
+            ("batch_groups", groups),
+            ("batch_members", members),
+        ]
     }
 
     /// Counts one more failed reconcile in a row for this uid; returns the count.
@@ -423,9 +503,16 @@ async fn reconcile_inner(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
             &owner.uid,
         )
         .await?;
-        if let SecretOutcome::Conflict(message) = outcome {
-            problems.push(Problem::SecretConflict(message));
-            planned = make_plan(&problems);
+        match outcome {
+            SecretOutcome::Conflict(message) => {
+                problems.push(Problem::SecretConflict(message));
+                planned = make_plan(&problems);
+            }
+            SecretOutcome::TypeMismatch(message) => {
+                problems.push(Problem::SecretTypeMismatch(message));
+                planned = make_plan(&problems);
+            }
+            SecretOutcome::Unchanged | SecretOutcome::Created | SecretOutcome::Patched => {}
         }
     }
 
@@ -662,6 +749,25 @@ pub fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
     }
 }
 
+/// The owned-Secret watch's events as the cache should see them: Secrets no
+/// DcsInstance controls are dropped (or removed, if they were cached before), and
+/// the rest slimmed to a digest of their data.
+fn slim_owned_event(
+    event: Result<watcher::Event<Secret>, watcher::Error>,
+) -> Option<Result<watcher::Event<Secret>, watcher::Error>> {
+    use watcher::Event;
+    Some(Ok(match event {
+        Err(error) => return Some(Err(error)),
+        Ok(Event::Apply(secret)) => match crate::secret::slim_for_cache(&secret) {
+            Some(slim) => Event::Apply(slim),
+            None => Event::Delete(secret),
+        },
+        Ok(Event::InitApply(secret)) => Event::InitApply(crate::secret::slim_for_cache(&secret)?),
+        Ok(Event::Delete(secret)) => Event::Delete(secret),
+        Ok(other) => other,
+    }))
+}
+
 /// Which namespaces to serve: all, or the listed ones (one controller each).
 pub async fn run(
     shared: Arc<Shared>,
@@ -696,12 +802,14 @@ pub async fn run(
                 ),
             };
             let (owned_reader, owned_writer) = reflector::store();
+            // Only Secrets a DcsInstance controls, and of those a digest of their
+            // data, never the data: anyone may label a Secret managed-by=dcs-operator.
             let owned = watcher(
                 secrets,
                 watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
             )
             .default_backoff()
-            .modify(|secret: &mut Secret| strip_metadata(&mut secret.metadata))
+            .filter_map(|event| futures::future::ready(slim_owned_event(event)))
             .reflect(owned_writer)
             .applied_objects();
             // Metadata only: notices changes of credentials and password Secrets
@@ -717,6 +825,7 @@ pub async fn run(
             .modify(|meta: &mut PartialObjectMeta<Secret>| {
                 // Name and resourceVersion are all the credentials cache needs.
                 strip_metadata(&mut meta.metadata);
+                meta.metadata.annotations = None;
                 meta.metadata.labels = None;
                 meta.metadata.owner_references = None;
             })

@@ -20,7 +20,7 @@ use super::{FIELD_MANAGER, Result};
 use crate::crd::DcsInstanceSpec;
 use crate::dcs::{Credentials, SecretString};
 use crate::plan::Problem;
-use crate::secret::{controller_uid, is_up_to_date};
+use crate::secret::{controller_uid, is_up_to_date, type_mismatch};
 
 pub const KEY_ACCESS_KEY: &str = "accessKey";
 pub const KEY_SECRET_KEY: &str = "secretKey";
@@ -291,8 +291,9 @@ impl PasswordReader {
 
     /// Forgets cached passwords of Secrets no live DcsInstance references.
     pub fn retain(&self, referenced: &HashSet<(String, String)>) {
-        self.lock()
-            .retain(|(namespace, name, _), _| referenced.contains(&(namespace.clone(), name.clone())));
+        self.lock().retain(|(namespace, name, _), _| {
+            referenced.contains(&(namespace.clone(), name.clone()))
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -354,6 +355,9 @@ pub enum SecretOutcome {
     Created,
     Patched,
     Conflict(String),
+    /// The data is right, but the Secret's immutable `type` is not what the operator
+    /// creates: reported, never patched.
+    TypeMismatch(String),
 }
 
 /// Makes the connection Secret hold `desired`. Ownership is checked against the API
@@ -373,7 +377,10 @@ pub async fn ensure_connection_secret(
         && controller_uid(&cached) == Some(owner_uid)
         && is_up_to_date(&cached, desired)
     {
-        return Ok(SecretOutcome::Unchanged);
+        return Ok(match type_mismatch(&cached, desired) {
+            Some(message) => SecretOutcome::TypeMismatch(message),
+            None => SecretOutcome::Unchanged,
+        });
     }
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), namespace);
     let existing = api.get_opt(&name).await?;
@@ -397,7 +404,12 @@ pub async fn ensure_connection_secret(
                 "the Secret {name} already exists and is not controlled by this DcsInstance; it is left untouched (choose another spec.connectionSecret.name or delete it)"
             )))
         }
-        Some(existing) if is_up_to_date(&existing, desired) => Ok(SecretOutcome::Unchanged),
+        Some(existing) if is_up_to_date(&existing, desired) => {
+            Ok(match type_mismatch(&existing, desired) {
+                Some(message) => SecretOutcome::TypeMismatch(message),
+                None => SecretOutcome::Unchanged,
+            })
+        }
         Some(existing) => {
             let mut data = serde_json::Map::new();
             for key in existing.data.iter().flatten().map(|(k, _)| k) {
@@ -427,7 +439,10 @@ pub async fn ensure_connection_secret(
             .await?;
             shared.metrics.write("secret_patch");
             info!(secret = %name, "connection Secret updated");
-            Ok(SecretOutcome::Patched)
+            Ok(match type_mismatch(&existing, desired) {
+                Some(message) => SecretOutcome::TypeMismatch(message),
+                None => SecretOutcome::Patched,
+            })
         }
     }
 }
@@ -465,13 +480,19 @@ mod tests {
                 .contains("the Secret x")
         );
         for bad in ["AK-1", "AK 1", "ÄK", &"A".repeat(129), "AK\nX"] {
-            let refused = parse_credentials(map(&[("accessKey", bad), ("secretKey", "S")]), "s")
-                .unwrap_err();
+            let refused =
+                parse_credentials(map(&[("accessKey", bad), ("secretKey", "S")]), "s").unwrap_err();
             assert_eq!(refused.reason(), "CredentialsInvalid");
             assert!(refused.message().contains("accessKey"));
             assert!(!refused.message().contains(bad), "never the value");
         }
-        assert!(parse_credentials(map(&[("accessKey", &"A".repeat(128)), ("secretKey", "S")]), "s").is_ok());
+        assert!(
+            parse_credentials(
+                map(&[("accessKey", &"A".repeat(128)), ("secretKey", "S")]),
+                "s"
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -511,5 +532,4 @@ mod tests {
                 .is_err()
         );
     }
-
 }

@@ -214,6 +214,16 @@ impl ObservationStore {
         self.get(&key)?.result.ok()
     }
 
+    /// (entries, uid bindings, ShowInstance requests).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let bindings = self
+            .keys_by_uid
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len();
+        (self.lock().len(), bindings, self.wanted().len())
+    }
+
     /// Drops entries and bindings no live DcsInstance uses any more.
     pub fn retain_uids(&self, live: &std::collections::HashSet<String>) {
         let mut keys = self

