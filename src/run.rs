@@ -20,6 +20,7 @@ use crate::crd::{GROUP, VERSION};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
+use crate::metrics::{Metrics, MetricsOptions};
 use crate::server;
 
 /// Fails with a one-line hint when the cluster does not serve DcsInstances. Uses
@@ -121,6 +122,12 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     shared.concurrency = args.concurrency;
     shared.budget = ApiBudget::new(args.api_rate_limit, args.api_burst);
     shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
+    shared.metrics = Arc::new(Metrics::with_options(
+        shared.instances.clone(),
+        MetricsOptions {
+            instance_series: args.metrics_instance_series,
+        },
+    ));
     if args.leader_elect {
         shared.leader = Arc::new(LeaderGate::elected(clock));
     }
@@ -188,7 +195,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, leader_election = args.leader_elect, "dcs-operator running");
+    info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, instance_series = args.metrics_instance_series, leader_election = args.leader_elect, "dcs-operator running");
     controller::run(
         operator.shared.clone(),
         args.namespaces.clone(),
