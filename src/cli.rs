@@ -145,6 +145,17 @@ pub struct RunArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Expose the per-instance gauges (`dcs_operator_instance_*`), labelled with
+    /// every DcsInstance's namespace and name. Anyone who can reach the metrics port
+    /// reads them: `--metrics-instance-series=false` leaves them out, so /metrics
+    /// names no tenant.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        env = "DCS_OPERATOR_METRICS_INSTANCE_SERIES"
+    )]
+    pub metrics_instance_series: bool,
     /// Elect a single writer among replicas through a Lease.
     #[arg(long, default_value_t = false)]
     pub leader_elect: bool,

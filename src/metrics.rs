@@ -2,6 +2,11 @@
 //! Kubernetes writes as counters and histograms, and per-instance gauges computed
 //! at scrape time from the watch caches and the observation store, so a deleted
 //! DcsInstance or a changed status leaves no stale series behind.
+//!
+//! Every label value comes from a closed set (operations, results, reasons,
+//! [`bounded_status`], [`bounded_code`]) except the per-instance gauges' namespace
+//! and name, which `--metrics-instance-series=false` turns off
+//! ([`MetricsOptions::instance_series`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +38,9 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DcsRequestLabels {
     pub operation: &'static str,
-    /// An HTTP status, or `transport` / `decode` when there was none.
-    pub status: String,
+    /// A known HTTP status, `other`, or `transport` / `decode` when there was
+    /// none: see [`bounded_status`].
+    pub status: &'static str,
     /// A known DCS or gateway code, `other`, or empty.
     pub error_code: &'static str,
 }
@@ -96,6 +102,66 @@ pub fn bounded_code(code: Option<&str>) -> &'static str {
     }
 }
 
+/// Every value the `status` label of `dcs_requests_total` may take.
+pub const STATUS_LABELS: &[&str] = &[
+    "200",
+    "201",
+    "204",
+    "400",
+    "401",
+    "403",
+    "404",
+    "409",
+    "413",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "transport",
+    "decode",
+    "other",
+];
+
+/// An HTTP status as a label value: the codes the DCS API and its gateway answer
+/// with, `other` for anything else, so an endpoint (spec.endpoint is chosen by a
+/// tenant) cannot create a series per status it invents.
+pub fn bounded_status(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}
+
+/// Choices about what `/metrics` exposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// The per-instance gauges (`dcs_operator_instance_*`), labelled with every
+    /// DcsInstance's namespace and name. Off, `/metrics` names no tenant.
+    pub instance_series: bool,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        Self {
+            instance_series: true,
+        }
+    }
+}
+
 pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_failures: Family<ReasonLabels, Counter>,
@@ -120,6 +186,12 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Registers everything, with the per-instance collector reading `instances`.
     pub fn new(instances: Arc<InstanceView>) -> Self {
+        Self::with_options(instances, MetricsOptions::default())
+    }
+
+    /// Registers everything; the per-instance collector (reading `instances`) only
+    /// when `options.instance_series` is on.
+    pub fn with_options(instances: Arc<InstanceView>, options: MetricsOptions) -> Self {
         let mut registry = Registry::with_prefix("dcs_operator");
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -178,7 +250,9 @@ impl Metrics {
             "Entries in each in-memory cache keyed by tenant data (updated by every pruning pass)",
             cache_entries.clone(),
         );
-        registry.register_collector(Box::new(InstanceCollector(instances)));
+        if options.instance_series {
+            registry.register_collector(Box::new(InstanceCollector(instances)));
+        }
         Self {
             panics,
             cache_entries,
@@ -202,15 +276,12 @@ impl Metrics {
         requests: u32,
     ) {
         let (status, code) = match result {
-            Ok(_) => ("200".to_string(), ""),
+            Ok(_) => ("200", ""),
             Err(error) => {
                 let status = match error {
-                    DcsError::Transport { .. } => "transport".to_string(),
-                    DcsError::Decode { .. } => "decode".to_string(),
-                    other => other
-                        .api()
-                        .map(|a| a.status.to_string())
-                        .unwrap_or_default(),
+                    DcsError::Transport { .. } => "transport",
+                    DcsError::Decode { .. } => "decode",
+                    other => other.api().map_or("other", |a| bounded_status(a.status)),
                 };
                 (
                     status,
@@ -428,6 +499,85 @@ mod tests {
         assert_eq!(bounded_code(Some("dcs.3022")), "DCS.3022");
         assert_eq!(bounded_code(Some("anything the server invents")), "other");
         assert_eq!(bounded_code(None), "");
+    }
+
+    #[test]
+    fn every_status_maps_into_the_closed_set() {
+        for status in 0..=u16::MAX {
+            let label = bounded_status(status);
+            assert!(STATUS_LABELS.contains(&label), "{status} -> {label}");
+            assert!(label == "other" || label == status.to_string(), "{status}");
+        }
+        for label in STATUS_LABELS {
+            if let Ok(status) = label.parse::<u16>() {
+                assert_eq!(bounded_status(status), *label);
+            }
+        }
+    }
+
+    fn api_error(status: u16) -> DcsError {
+        DcsError::from_response(crate::dcs::ApiError::from_body(status, b"{}", None), None)
+    }
+
+    #[test]
+    fn an_invented_status_is_scraped_as_other() {
+        let metrics = Metrics::new(Arc::new(InstanceView::default()));
+        for status in [599, 777, 404, 599] {
+            metrics.dcs_request::<()>(
+                "show_instance",
+                &Err(api_error(status)),
+                Duration::from_millis(5),
+                1,
+            );
+        }
+        let transport = DcsError::Transport {
+            message: "refused".into(),
+            timeout: false,
+        };
+        metrics.dcs_request::<()>("show_instance", &Err(transport), Duration::ZERO, 1);
+        let text = metrics.encode().unwrap();
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("dcs_operator_dcs_requests_total{"))
+            .collect();
+        let count = |status: &str| -> u64 {
+            requests
+                .iter()
+                .filter(|line| line.contains(&format!(",status=\"{status}\",")))
+                .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum()
+        };
+        assert_eq!(count("other"), 3, "{text}");
+        assert_eq!(count("404"), 1, "{text}");
+        assert_eq!(count("transport"), 1, "{text}");
+        assert_eq!(requests.len(), 3, "one series per status: {requests:?}");
+        assert!(
+            requests
+                .iter()
+                .all(|line| !line.contains("599") && !line.contains("777")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn instance_series_can_be_left_out() {
+        let on = Metrics::new(Arc::new(InstanceView::default()))
+            .encode()
+            .unwrap();
+        assert!(on.contains("dcs_operator_instance_ready"), "{on}");
+        let off = Metrics::with_options(
+            Arc::new(InstanceView::default()),
+            MetricsOptions {
+                instance_series: false,
+            },
+        )
+        .encode()
+        .unwrap();
+        assert!(!off.contains("dcs_operator_instance_"), "{off}");
+        assert!(
+            off.contains("dcs_operator_reconcile_duration_seconds"),
+            "{off}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::crd::{GROUP, VERSION};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
+use crate::metrics::{Metrics, MetricsOptions};
 use crate::server;
 use crate::supervise::supervised;
 
@@ -134,6 +135,12 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     // In demo mode the simulator stands in for a region: its gates are the cloud's.
     shared.cloud_origins = cloud_origins;
     shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
+    shared.metrics = Arc::new(Metrics::with_options(
+        shared.instances.clone(),
+        MetricsOptions {
+            instance_series: args.metrics_instance_series,
+        },
+    ));
     if args.leader_elect {
         shared.leader = Arc::new(LeaderGate::elected(clock));
     }
@@ -216,7 +223,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     }
-    info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, leader_election = args.leader_elect, "dcs-operator running");
+    info!(namespaces = ?args.namespaces, metrics = %args.metrics_addr, instance_series = args.metrics_instance_series, leader_election = args.leader_elect, "dcs-operator running");
     controller::run(
         operator.shared.clone(),
         args.namespaces.clone(),

@@ -601,3 +601,173 @@ fn rbac_fixture_is_the_default_renderings_rbac() {
     let fixture = documents(&root().join("tests/fixtures/rbac.yaml"));
     assert_eq!(fixture, from_default, "run: bash .ci/render-chart");
 }
+
+/// The values a rendering was made with: the chart's values.yaml with the value
+/// set's file (charts/dcs-operator/ci/<name>-values.yaml) merged over it, as Helm does.
+fn values_of(set: &str) -> Value {
+    fn merge(base: &mut Value, over: Value) {
+        match (base, over) {
+            (Value::Object(base), Value::Object(over)) => {
+                for (key, value) in over {
+                    merge(base.entry(key).or_insert(Value::Null), value);
+                }
+            }
+            (base, over) => *base = over,
+        }
+    }
+    let chart = root().join("charts/dcs-operator");
+    let mut values = documents(&chart.join("values.yaml")).remove(0);
+    if set != "default" {
+        let file = chart.join(format!("ci/{set}-values.yaml"));
+        for over in documents(&file) {
+            merge(&mut values, over);
+        }
+    }
+    values
+}
+
+/// (protocol, port) of every egress rule.
+fn egress_ports(policy: &NetworkPolicy) -> BTreeSet<(String, String)> {
+    let spec = policy.spec.as_ref().unwrap();
+    spec.egress
+        .iter()
+        .flatten()
+        .flat_map(|rule| rule.ports.iter().flatten())
+        .map(|port| {
+            let number = match port.port.as_ref().unwrap() {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => n.to_string(),
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+            };
+            (port.protocol.clone().unwrap(), number)
+        })
+        .collect()
+}
+
+fn tcp_udp(entries: &[(&str, u16)]) -> BTreeSet<(String, String)> {
+    entries
+        .iter()
+        .map(|(protocol, port)| (protocol.to_string(), port.to_string()))
+        .collect()
+}
+
+/// Installed with its defaults, the operator may reach DNS, HTTPS (DCS, IAM) and
+/// the API server ports (5443 on CCE, 6443 elsewhere), and be reached on its
+/// metrics port only.
+#[test]
+fn the_default_rendering_has_a_network_policy_with_exactly_those_ports() {
+    let (_, objects) = fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "default")
+        .unwrap();
+    let policies: Vec<NetworkPolicy> = of_kind(&objects, "NetworkPolicy");
+    assert_eq!(policies.len(), 1, "default: one NetworkPolicy");
+    let policy = &policies[0];
+    assert_eq!(
+        egress_ports(policy),
+        tcp_udp(&[
+            ("UDP", 53),
+            ("TCP", 53),
+            ("TCP", 443),
+            ("TCP", 5443),
+            ("TCP", 6443)
+        ])
+    );
+    let spec = policy.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.policy_types.clone().unwrap(),
+        vec!["Ingress".to_string(), "Egress".to_string()],
+        "both directions are restricted"
+    );
+    // One ingress rule: the metrics port, from anyone unless metricsFrom says.
+    let ingress = spec.ingress.clone().unwrap();
+    assert_eq!(ingress.len(), 1);
+    let ports: Vec<_> = ingress[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.protocol.clone().unwrap(), p.port.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![(
+            "TCP".to_string(),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into())
+        )]
+    );
+    // It selects the operator's pods.
+    let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
+    let pod_labels = deployment
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    let selector = spec
+        .pod_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap();
+    assert!(!selector.is_empty());
+    for (key, value) in &selector {
+        assert_eq!(pod_labels.get(key), Some(value), "{key}");
+    }
+}
+
+/// Every value set renders the NetworkPolicy its values ask for: none with
+/// `networkPolicy.enabled=false`, else egress to DNS plus `egressTcpPorts`, and
+/// scrapes from `metricsFrom`.
+#[test]
+fn the_network_policy_follows_its_values() {
+    let mut disabled = 0;
+    for (name, objects) in fixtures() {
+        let values = values_of(&name);
+        let wanted = &values["networkPolicy"];
+        let policies: Vec<NetworkPolicy> = of_kind(&objects, "NetworkPolicy");
+        if wanted["enabled"] == Value::Bool(false) {
+            assert!(policies.is_empty(), "{name}: disabled yet rendered");
+            disabled += 1;
+            continue;
+        }
+        assert_eq!(policies.len(), 1, "{name}");
+        let mut ports = tcp_udp(&[("UDP", 53), ("TCP", 53)]);
+        for port in wanted["egressTcpPorts"].as_array().unwrap() {
+            ports.insert(("TCP".to_string(), port.as_u64().unwrap().to_string()));
+        }
+        assert_eq!(egress_ports(&policies[0]), ports, "{name}");
+        let ingress = policies[0].spec.clone().unwrap().ingress.unwrap();
+        let from = serde_json::to_value(ingress[0].from.clone().unwrap_or_default()).unwrap();
+        assert_eq!(from, wanted["metricsFrom"], "{name}: metricsFrom");
+    }
+    assert!(
+        disabled >= 1,
+        "a value set with networkPolicy.enabled=false"
+    );
+}
+
+/// `metrics.instanceSeries` becomes `--metrics-instance-series`.
+#[test]
+fn instance_series_follow_their_value() {
+    let mut off = 0;
+    for (name, objects) in fixtures() {
+        let wanted = values_of(&name)["metrics"]["instanceSeries"]
+            .as_bool()
+            .unwrap();
+        let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
+        let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        let Command::Run(run) =
+            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
+                .unwrap()
+                .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(run.metrics_instance_series, wanted, "{name}");
+        off += usize::from(!wanted);
+    }
+    assert!(off >= 1, "a value set with metrics.instanceSeries=false");
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use dcs_operator::clock::{ManualClock, SystemClock};
 use dcs_operator::controller::{Context, reconcile, reporter};
 use dcs_operator::leader::{LEASE_DURATION, LeaderGate};
+use dcs_operator::metrics::{Metrics, MetricsOptions};
 use dcs_operator::server::{Readiness, router};
 use kube::runtime::events::Recorder;
 use kube::runtime::{reflector, watcher};
@@ -89,6 +90,40 @@ async fn metrics_are_scraped_with_their_values_and_vanish_with_the_instance() {
     writer.apply_watcher_event(&watcher::Event::Delete(obj));
     let (_, text) = get(&base, "/metrics").await;
     assert!(!text.contains("name=\"cache\""), "stale series:\n{text}");
+    expect_nothing_more(&mut h.handle).await;
+}
+
+/// `--metrics-instance-series=false`: whoever reaches the metrics port learns no
+/// tenant's namespace or DcsInstance name, and the operator's own series remain.
+#[tokio::test]
+async fn without_instance_series_metrics_name_no_tenant() {
+    let mut h = harness_with(Arc::new(SystemClock), |shared| {
+        shared.metrics = Arc::new(Metrics::with_options(
+            shared.instances.clone(),
+            MetricsOptions {
+                instance_series: false,
+            },
+        ));
+    })
+    .await;
+    let (status, _) = first_reconcile(&mut h).await;
+    let (store, mut writer) = reflector::store();
+    let mut obj = dcs_instance(&h.sim, Some(status));
+    obj.metadata.uid = Some(UID.into());
+    writer.apply_watcher_event(&watcher::Event::Apply(obj));
+    h.ctx.shared.instances.add_store(store);
+    let base = serve(&h.ctx).await;
+
+    let (code, text) = get(&base, "/metrics").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        line_value(&text, r#"dcs_operator_reconciles_total{result="ok"}"#).as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert!(!text.contains("dcs_operator_instance_"), "{text}");
+    assert!(!text.contains("namespace="), "{text}");
+    assert!(!text.contains("\"cache\""), "{text}");
     expect_nothing_more(&mut h.handle).await;
 }
 
