@@ -366,8 +366,9 @@ impl DcsClient {
             let digest = std::hash::Hasher::finish(&page.digest);
             drop(body);
             // A short page ends the listing; so does a page seen before, which a
-            // server that ignores `offset` would send forever.
-            if received < limit as usize || !page_digests.insert(digest) {
+            // server that ignores `offset` would send forever, and a page longer than
+            // asked for, from a server that ignores `limit` (its offsets mean nothing).
+            if received != limit as usize || !page_digests.insert(digest) {
                 break;
             }
             offset += received as u64;
@@ -524,6 +525,9 @@ impl DcsClient {
     }
 }
 
+/// Ends the decoding of a page that holds more items than asked for.
+const OVERLONG_PAGE: &str = "the page holds more items than the requested limit";
+
 /// One list page as it is decoded: counts items, digests their ids, and hands each
 /// to `on_item` without collecting them.
 struct PageReader<'a> {
@@ -552,13 +556,15 @@ fn decode_page(body: &[u8], page: &mut PageReader<'_>) -> Result<(), String> {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some(instance) = seq.next_element::<Instance>()? {
                 self.0.received += 1;
+                if self.0.received > self.0.limit {
+                    // More than asked for: the server ignores `limit`, the page is
+                    // the last one, and the rest is not even parsed.
+                    return Err(serde::de::Error::custom(OVERLONG_PAGE));
+                }
                 if let Some(id) = &instance.instance_id {
                     std::hash::Hash::hash(id, &mut self.0.digest);
                 }
-                // Past the requested limit: counted (paging must see it), never used.
-                if self.0.received <= self.0.limit {
-                    (self.0.on_item)(instance);
-                }
+                (self.0.on_item)(instance);
             }
             Ok(())
         }
@@ -599,10 +605,13 @@ fn decode_page(body: &[u8], page: &mut PageReader<'_>) -> Result<(), String> {
     }
     let mut json = serde_json::Deserializer::from_slice(body);
     let mut track = serde_path_to_error::Track::new();
-    let result = Page(page).deserialize(serde_path_to_error::Deserializer::new(
+    let result = Page(&mut *page).deserialize(serde_path_to_error::Deserializer::new(
         &mut json, &mut track,
     ));
     let result = result.and_then(|()| json.end());
+    if page.received > page.limit {
+        return Ok(());
+    }
     result.map_err(|error| {
         let path = track.path().to_string();
         if path == "." || path.is_empty() {

@@ -204,6 +204,16 @@ pub(crate) async fn fleet(n: usize, batching: bool) -> Fleet {
 }
 
 pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -> Fleet {
+    fleet_configured(n, batching, client, |_, _| {}).await
+}
+
+/// A fleet whose Shared is adjusted by `configure` (given the simulator) before use.
+pub(crate) async fn fleet_configured(
+    n: usize,
+    batching: bool,
+    client: ClientConfig,
+    configure: impl FnOnce(&mut Shared, &SimHandle),
+) -> Fleet {
     let instances = (0..n)
         .map(|i| {
             let mut fields = serde_json::Map::new();
@@ -249,6 +259,7 @@ pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -
     // The harness runs up to 16 reconciles at once and, unlike the controller, does
     // not honour the short requeue of a reconcile whose namespace share is busy.
     shared.namespace_limits = dcs_operator::controller::dcs_call::NamespaceLimits::new(16);
+    configure(&mut shared, &sim);
     let shared = Arc::new(shared);
     let requests = shared.reconcile_requests(None);
     let objects = (0..n)
