@@ -664,3 +664,113 @@ fn a_single_transient_failure_is_retried_before_it_is_reported() {
     denied.current = Some(first.status.clone());
     assert_eq!(cond(&denied.plan().status, SYNCED).reason, "Unauthorized");
 }
+
+#[test]
+fn an_answer_older_than_three_poll_intervals_is_stale() {
+    let mut case = Case::new(Some(ok(running(), now())));
+    case.batched = true;
+    let fresh = case.plan();
+    assert_eq!(cond(&fresh.status, SYNCED).status, "True");
+    // Three intervals and the largest jitter (60 s each: 186 s) is not yet stale.
+    case.current = Some(fresh.status.clone());
+    case.now = now() + TimeDelta::seconds(186);
+    assert_eq!(cond(&case.plan().status, SYNCED).reason, "Observed");
+    case.now = now() + TimeDelta::seconds(187);
+    let stale = case.plan();
+    let synced = cond(&stale.status, SYNCED);
+    assert_eq!(
+        (synced.status.as_str(), synced.reason.as_str()),
+        ("False", "Stale")
+    );
+    assert!(
+        synced.message.contains("2026-01-01T00:00:00Z"),
+        "{}",
+        synced.message
+    );
+    // Ready is not flipped by staleness alone; the values are kept.
+    assert_eq!(cond(&stale.status, READY).status, "True");
+    assert_eq!(stale.status.ip.as_deref(), Some("10.0.0.1"));
+    // Deterministic: planning again later changes nothing.
+    case.current = Some(stale.status.clone());
+    case.now = now() + TimeDelta::seconds(900);
+    assert_eq!(case.plan().status, stale.status);
+}
+
+#[test]
+fn status_always_fits_the_schema() {
+    let long = "界".repeat(10_000);
+    let mut instance = running();
+    instance.name = Some(long.clone());
+    instance.engine = Some(long.clone());
+    instance.status = Some(long.clone());
+    instance.ip = Some(format!("{long},{long}"));
+    instance.error_code = Some(long.clone());
+    let planned = Case::new(Some(ok(instance, now()))).plan();
+    let s = &planned.status;
+    let chars = |v: &Option<String>| v.as_deref().map_or(0, |t| t.chars().count());
+    assert_eq!(chars(&s.name), 256);
+    assert_eq!(chars(&s.engine), 64);
+    assert_eq!(chars(&s.status), 64);
+    assert!(chars(&s.ip) <= 4096);
+    assert_eq!(chars(&s.error_code), 64);
+    assert!(
+        s.addresses
+            .iter()
+            .flatten()
+            .all(|a| a.chars().count() <= 256)
+    );
+    assert!(chars(&s.error_message) <= 1024);
+    for c in &s.conditions {
+        assert!(c.message.chars().count() <= 2048 && c.reason.chars().count() <= 64);
+    }
+    // Clipping is idempotent: planning over the clipped status changes nothing.
+    let mut again = Case::new(Some(ok(running(), now())));
+    again.current = Some(s.clone());
+    let mut clipped = s.clone();
+    clip_to_schema(&mut clipped);
+    assert_eq!(&clipped, s);
+}
+
+#[test]
+fn debug_never_shows_the_password_or_secret_data() {
+    let mut case = Case::new(Some(ok(running(), now())));
+    case.password = Some("hunter2-secret");
+    let owner = owner();
+    let input = PlanInput {
+        namespace: "ns",
+        owner: &owner,
+        generation: Some(3),
+        current: None,
+        observation: case.observation.as_ref(),
+        problems: &[],
+        connection_secret_name: "cache-dcs",
+        password: case.password,
+        poll_interval: Duration::from_secs(60),
+        batched: false,
+        now: now(),
+    };
+    let planned = plan(&input);
+    assert!(planned.secret.is_some());
+    for shown in [
+        format!("{input:?}"),
+        format!("{planned:?}"),
+        format!("{planned:#?}"),
+    ] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("104, 117, 110"), "no bytes either");
+    }
+    assert!(format!("{planned:?}").contains("password=<redacted>"));
+}
+
+#[test]
+fn a_secret_type_mismatch_is_a_note_on_ready() {
+    let mut case = Case::new(Some(ok(running(), now())));
+    case.problems = vec![Problem::SecretTypeMismatch(
+        "the connection Secret has type Opaque".into(),
+    )];
+    let planned = case.plan();
+    let ready = cond(&planned.status, READY);
+    assert_eq!(ready.status, "True");
+    assert!(ready.message.contains("type Opaque"), "{}", ready.message);
+    assert!(planned.secret.is_some());
+}

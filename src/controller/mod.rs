@@ -13,7 +13,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -346,19 +346,10 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
     let started = std::time::Instant::now();
     let uid = obj.uid().unwrap_or_default();
     // A panic fails this object, never the process (kube-runtime would re-raise it).
-    let result = match std::panic::AssertUnwindSafe(reconcile_inner(obj, ctx.clone()))
-        .catch_unwind()
-        .instrument(span)
+    let inner = reconcile_inner(obj, ctx.clone()).instrument(span);
+    let result = crate::supervise::catching("reconcile", &ctx.shared.metrics, inner)
         .await
-    {
-        Ok(result) => result,
-        Err(payload) => {
-            ctx.shared.metrics.panicked("reconcile");
-            let text = crate::supervise::panic_text(payload.as_ref());
-            tracing::error!("reconcile panicked: {text}");
-            Err(Error::Panicked(text))
-        }
-    };
+        .unwrap_or_else(|text| Err(Error::Panicked(text)));
     let metrics = &ctx.shared.metrics;
     metrics
         .reconcile_duration
@@ -911,4 +902,39 @@ pub async fn run(
         }
     });
     futures::future::join_all(controllers).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_doubles_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| error_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(error_backoff(u32::MAX), ERROR_BACKOFF_MAX);
+        assert_eq!(error_backoff(0), ERROR_BACKOFF_FIRST);
+    }
+
+    #[tokio::test]
+    async fn namespace_shares_are_capped_and_forgotten_when_idle() {
+        let limits = NamespaceLimits::new(2);
+        let a = limits.try_acquire("a").unwrap();
+        let _b = limits.try_acquire("a").unwrap();
+        assert!(
+            limits.try_acquire("a").is_none(),
+            "the third call in namespace a waits"
+        );
+        assert!(
+            limits.try_acquire("b").is_some(),
+            "namespace b is not affected"
+        );
+        drop(a);
+        assert!(limits.try_acquire("a").is_some());
+        limits.prune();
+        assert_eq!(limits.len(), 1, "a still has a call in flight");
+        drop(_b);
+        limits.prune();
+        assert!(limits.is_empty());
+    }
 }
