@@ -4,13 +4,41 @@ use std::sync::Arc;
 
 use crate::cli::SimulateArgs;
 use crate::clock::SystemClock;
-use crate::dcs::sim::{SimConfig, Simulator, load_instances};
+use crate::dcs::sim::{SimConfig, Simulator, WriteConfig, load_instances, load_write_config};
+
+/// The write-side settings: defaults, then the instance file's `settings`, then flags.
+fn write_config(args: &SimulateArgs) -> anyhow::Result<WriteConfig> {
+    let mut config = match &args.instances {
+        Some(path) => load_write_config(path, WriteConfig::default())?,
+        None => WriteConfig::default(),
+    };
+    let durations = [
+        (args.create_delay, &mut config.create_delay),
+        (args.resize_delay, &mut config.resize_delay),
+        (args.delete_delay, &mut config.delete_delay),
+        (args.modify_delay, &mut config.modify_delay),
+        (args.list_lag, &mut config.list_lag),
+    ];
+    for (flag, slot) in durations {
+        if let Some(value) = flag {
+            *slot = value;
+        }
+    }
+    if let Some(quota) = args.instance_quota {
+        config.instance_quota = quota;
+    }
+    if let Some(quota) = args.memory_quota_gb {
+        config.memory_quota_gb = quota;
+    }
+    Ok(config)
+}
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let instances = match &args.instances {
         Some(path) => load_instances(path)?,
         None => Vec::new(),
     };
+    let writes = write_config(&args)?;
     let count = instances.len();
     let access_key = match (args.access_key, args.secret_key, &args.auth_token) {
         (Some(ak), Some(sk), _) => Some((ak, sk)),
@@ -29,10 +57,21 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         auth_token: args.auth_token.clone(),
         rate_limit_per_second: args.rate_limit,
         instances,
+        writes: writes.clone(),
     };
     let handle = Simulator::start(config, args.listen, Arc::new(SystemClock)).await?;
     println!("DCS simulator listening on {}", handle.base_url());
     println!("  instances: {count}");
+    println!(
+        "  writes: create {:?}, resize {:?}, delete {:?}, modify {:?}, list lag {:?}; quota {} instances, {} GB",
+        writes.create_delay,
+        writes.resize_delay,
+        writes.delete_delay,
+        writes.modify_delay,
+        writes.list_lag,
+        writes.instance_quota,
+        writes.memory_quota_gb
+    );
     if let Some((ak, sk)) = &access_key {
         // These are the simulator's own test keys, printed so a user can copy them.
         println!("  access key: {ak}");
