@@ -252,7 +252,7 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
                 create_failed,
             );
             if drop_answer {
-                return fault_response(FaultKind::Reset, request_id);
+                return dropped_response();
             }
             match outcome {
                 Ok(write::Answer::Json(status, body)) => json_response(
@@ -592,6 +592,20 @@ fn fault_response(kind: FaultKind, request_id: &str) -> Response {
             )
         }
     }
+}
+
+/// No answer at all: the body fails before its first byte, so hyper aborts the
+/// connection without flushing the head, and the caller sees the request fail
+/// without a status (it cannot know whether the write happened).
+fn dropped_response() -> Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected drop after apply",
+    ))];
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+    // If a head ever escapes, it must not read as success.
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
 }
 
 /// 204: no body, as the real write routes answer.

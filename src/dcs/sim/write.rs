@@ -381,7 +381,7 @@ fn create(
         if let Some(policy) = &request.backup_policy {
             fields.insert("instance_backup_policy".into(), json!({"policy": policy}));
         }
-        let done = elapsed + config.create_delay;
+        let done = elapsed.saturating_add(config.create_delay);
         let finish = if create_failed {
             // The error code a failed creation reports in v1.0 (query-instance.md).
             set(vec![
@@ -404,7 +404,10 @@ fn create(
                 (
                     "launched_at",
                     Value::from(timestamp(
-                        now + TimeDelta::from_std(config.create_delay).unwrap_or_default(),
+                        TimeDelta::from_std(config.create_delay)
+                            .ok()
+                            .and_then(|delay| now.checked_add_signed(delay))
+                            .unwrap_or(now),
                     )),
                 ),
             ])
@@ -415,7 +418,7 @@ fn create(
             set: finish,
         });
         stored.meta.created_by_api = true;
-        stored.meta.listed_from = Some(elapsed + config.list_lag);
+        stored.meta.listed_from = Some(elapsed.saturating_add(config.list_lag));
         stored.meta.password = request.password.clone();
         stored.meta.rename_commands = request.rename_commands.clone();
         inner
@@ -511,7 +514,7 @@ fn resize(state: &SimState, project_id: &str, id: &str, body: &[u8]) -> Result<A
             .fields
             .insert("status".into(), Value::from("EXTENDING"));
         stored.schedule(Transition {
-            after: elapsed + config.resize_delay,
+            after: elapsed.saturating_add(config.resize_delay),
             set: finish,
         });
         inner.count_applied("resize");
@@ -554,17 +557,19 @@ fn update(state: &SimState, project_id: &str, id: &str, body: &[u8]) -> Result<A
         if let Some(policy) = request.backup_policy {
             fields.insert("instance_backup_policy".into(), json!({"policy": policy}));
         }
-        // Port and command renaming run as a background task: `task` is set until done.
+        // Port and command renaming run as a background task: `task` is set until
+        // done, and the new port shows only then. ShowInstance has no field for the
+        // renamed commands, so they are kept aside (visible in /_sim/writes).
+        let background = request.port.is_some() || request.rename_commands.is_some();
         let mut finish = Map::new();
         if let Some(port) = request.port {
             finish.insert("port".into(), Value::from(port));
         }
         if let Some(commands) = request.rename_commands {
             stored.meta.rename_commands = Some(commands);
-            // The SDK's background task list has no documented name for this; ours.
-            finish.insert("task".into(), Value::Null);
         }
-        if !finish.is_empty() {
+        if background {
+            // `UpdatePort` is the SDK's task name; the renaming one is undocumented.
             let task = if request.port.is_some() {
                 "UpdatePort"
             } else {
@@ -573,7 +578,7 @@ fn update(state: &SimState, project_id: &str, id: &str, body: &[u8]) -> Result<A
             stored.fields.insert("task".into(), Value::from(task));
             finish.insert("task".into(), Value::Null);
             stored.schedule(Transition {
-                after: elapsed + delay,
+                after: elapsed.saturating_add(delay),
                 set: finish,
             });
         }
@@ -723,7 +728,7 @@ fn delete(state: &SimState, project_id: &str, id: &str) -> Result<Answer, Refusa
         stored
             .fields
             .insert("status".into(), Value::from("DELETING"));
-        let at = elapsed + delay;
+        let at = elapsed.saturating_add(delay);
         stored.meta.delete_at = Some(at);
         inner
             .deleting
