@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::cli::SimulateArgs;
 use crate::clock::SystemClock;
 use crate::dcs::sim::{SimConfig, Simulator, WriteConfig, load_instances, load_write_config};
+use crate::duration;
 
 /// The write-side settings: defaults, then the instance file's `settings`, then flags.
 fn write_config(args: &SimulateArgs) -> anyhow::Result<WriteConfig> {
@@ -63,12 +64,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     println!("DCS simulator listening on {}", handle.base_url());
     println!("  instances: {count}");
     println!(
-        "  writes: create {:?}, resize {:?}, delete {:?}, modify {:?}, list lag {:?}; quota {} instances, {} GB",
-        writes.create_delay,
-        writes.resize_delay,
-        writes.delete_delay,
-        writes.modify_delay,
-        writes.list_lag,
+        "  writes: create {}, resize {}, delete {}, modify {}, list lag {}; quota {} instances, {} GB",
+        duration::format(writes.create_delay),
+        duration::format(writes.resize_delay),
+        duration::format(writes.delete_delay),
+        duration::format(writes.modify_delay),
+        duration::format(writes.list_lag),
         writes.instance_quota,
         writes.memory_quota_gb
     );
@@ -114,5 +115,52 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> SimulateArgs {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sim-write-settings.yaml"
+        );
+        let mut argv = vec!["dcs-operator", "simulate", "--instances", fixture];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Simulate(args)) => args,
+            other => panic!("not a simulate command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_settings_over_the_defaults() {
+        let from_file = write_config(&args(&[])).unwrap();
+        assert_eq!(from_file.create_delay, Duration::from_secs(30));
+        assert_eq!(from_file.list_lag, Duration::from_secs(5));
+        assert_eq!(from_file.instance_quota, 10);
+        assert_eq!(from_file.resize_delay, WriteConfig::default().resize_delay);
+        let flagged = write_config(&args(&[
+            "--create-delay",
+            "2s",
+            "--list-lag",
+            "0s",
+            "--delete-delay",
+            "1m",
+            "--memory-quota-gb",
+            "64",
+        ]))
+        .unwrap();
+        assert_eq!(flagged.create_delay, Duration::from_secs(2));
+        assert_eq!(flagged.list_lag, Duration::ZERO);
+        assert_eq!(flagged.delete_delay, Duration::from_secs(60));
+        assert_eq!((flagged.instance_quota, flagged.memory_quota_gb), (10, 64));
     }
 }

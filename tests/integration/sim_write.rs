@@ -1123,7 +1123,13 @@ async fn sim_write_faults_status_apply_then_drop_and_create_failed() {
         )
         .await
         .unwrap();
-    assert_eq!(v1.body.unwrap()["error_code"], "dcs.08.0001");
+    let v1 = v1.body.unwrap();
+    assert_eq!(v1["error_code"], "dcs.08.0001");
+    assert_eq!(v1["resource_spec_code"], "redis.ha.xu1.large.r2.2");
+    assert!(
+        shown.get("resource_spec_code").is_none(),
+        "v2 names it spec_code only"
+    );
 
     // Apply-then-drop on delete: the caller retries and learns it is already going.
     state.inject_fault(Fault::times(FaultKind::ApplyThenDrop, 1).on_route("delete"));

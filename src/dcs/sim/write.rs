@@ -308,6 +308,8 @@ fn create(
                 Value::from(request.engine_version.clone()),
             ),
             ("spec_code", Value::from(flavor.spec_code.clone())),
+            // The v1.0 name; the v2 answers drop it and keep `spec_code`.
+            ("resource_spec_code", Value::from(flavor.spec_code.clone())),
             ("cache_mode", Value::from(flavor.cache_mode)),
             ("cpu_type", Value::from(flavor.cpu_type)),
             ("product_type", Value::from("generic")),
