@@ -90,6 +90,12 @@ impl Flavor {
         self.versions.contains(&version)
     }
 
+    /// Whether an existing instance of this engine version may move to this flavour.
+    /// Memcached flavours carry no version, while instances may report one (`1.5`).
+    pub fn fits_instance_version(&self, version: &str) -> bool {
+        self.engine == "Memcached" || self.supports_version(version)
+    }
+
     /// `0.125` → `"0.125"`, `8.0` → `"8"`.
     pub fn capacity_text(&self) -> String {
         capacity_text(self.capacity)

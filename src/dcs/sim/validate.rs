@@ -955,7 +955,7 @@ pub fn resize_against(request: &ResizeRequest, current: &Current<'_>) -> Result<
             ),
         ));
     }
-    if !target.supports_version(current.engine_version) {
+    if !target.fits_instance_version(current.engine_version) {
         return Err(Refusal::bad(
             codes::ENGINE_VERSION,
             format!(

@@ -853,7 +853,7 @@ fn list_flavors(
                     .or_else(|| flavors::cache_mode_of(spec))
                     .unwrap_or("");
                 f.engine == text(fields, "engine").unwrap_or("")
-                    && f.supports_version(text(fields, "engine_version").unwrap_or(""))
+                    && f.fits_instance_version(text(fields, "engine_version").unwrap_or(""))
                     && f.cpu_type == text(fields, "cpu_type").unwrap_or("x86_64")
                     && (f.cache_mode == mode || flavors::type_change_allowed(mode, f.cache_mode))
             })
@@ -909,7 +909,152 @@ fn quota(state: &SimState, project_id: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::dcs::sim::SimConfig;
+
+    const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+
+    /// Field names the write bodies know, so random objects reach deep validation.
+    const KEYS: [&str; 24] = [
+        "name",
+        "engine",
+        "engine_version",
+        "capacity",
+        "spec_code",
+        "az_codes",
+        "vpc_id",
+        "subnet_id",
+        "password",
+        "no_password_access",
+        "tags",
+        "key",
+        "value",
+        "action",
+        "new_capacity",
+        "change_type",
+        "port",
+        "rename_commands",
+        "maintain_begin",
+        "maintain_end",
+        "instance_backup_policy",
+        "bss_param",
+        "old_password",
+        "new_password",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-zA-Z0-9 ._:/=@-]{0,40}".prop_map(Value::from),
+            prop::sample::select(vec![
+                "Redis",
+                "Memcached",
+                "6.0",
+                "redis.ha.xu1.large.r2.2",
+                "redis.single.xu1.tiny.128",
+                "cn-north-4a",
+                "cn-north-4g",
+                "create",
+                "delete",
+                "auto",
+                "weekly",
+                "postPaid",
+                "prePaid",
+                "instanceType",
+                "Sim-Passw0rd",
+                "3d5c1f1e-6a3b-4c2d-9e8f-0a1b2c3d4e5f",
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 48, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS.to_vec()), inner), 0..10)
+                    .prop_map(|pairs| {
+                        Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    }),
+            ]
+        })
+    }
+
+    fn world_with_a_running_instance() -> (SimState, ManualClock, String) {
+        let clock = ManualClock::new(Utc::now());
+        let state = SimState::new(SimConfig::with_default_keys(), Arc::new(clock.clone()));
+        let body = json!({
+            "name": "fuzzed-cache", "engine": "Redis", "engine_version": "6.0", "capacity": 2,
+            "spec_code": "redis.ha.xu1.large.r2.2", "az_codes": ["cn-north-4a"],
+            "vpc_id": "3d5c1f1e-6a3b-4c2d-9e8f-0a1b2c3d4e5f",
+            "subnet_id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "password": "Sim-Passw0rd",
+        });
+        let answer = handle(
+            &state,
+            Op::Create,
+            PROJECT,
+            &[],
+            body.to_string().as_bytes(),
+            false,
+        );
+        let Ok(Answer::Json(200, body)) = answer else {
+            panic!("the create succeeds: {answer:?}");
+        };
+        let id = body["instances"][0]["instance_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        clock.advance(TimeDelta::seconds(10));
+        (state, clock, id)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The simulator is a hostile-input surface: no body, query or order of calls
+        /// makes a write route panic; every answer is a success or a refusal.
+        #[test]
+        fn no_input_makes_a_route_panic(
+            body in json_value(),
+            bytes in prop::collection::vec(any::<u8>(), 0..48),
+            query in prop::collection::vec(
+                (prop::sample::select(vec!["instance_id", "capacity", "engine", "engine_version", "cache_mode", "spec_code"]),
+                 "[a-z0-9.;=-]{0,12}"),
+                0..4,
+            ),
+        ) {
+            let (state, clock, id) = world_with_a_running_instance();
+            let query: Vec<(String, String)> =
+                query.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let text = body.to_string();
+            for raw in [text.as_bytes(), bytes.as_slice()] {
+                for target in [id.as_str(), "missing"] {
+                    let ops = [
+                        Op::Create, Op::Resize(target.into()), Op::Update(target.into()),
+                        Op::UpdatePassword(target.into()), Op::ResetPassword(target.into()),
+                        Op::TagsAction(target.into()), Op::ShowTags(target.into()), Op::ListFlavors,
+                        Op::ListAvailableZones, Op::ListMaintainWindows, Op::ShowQuota,
+                        Op::Delete(target.into()),
+                    ];
+                    for op in ops {
+                        match handle(&state, op, PROJECT, &query, raw, true) {
+                            Ok(_) => {}
+                            Err(refusal) => prop_assert!((400..500).contains(&refusal.status)),
+                        }
+                    }
+                    clock.advance(TimeDelta::seconds(40));
+                }
+            }
+            let counters = state.counters();
+            prop_assert!(counters.applied_for("create") >= 1);
+        }
+    }
 
     fn segments(path: &str) -> Vec<String> {
         path.split('/').map(str::to_string).collect()
