@@ -1124,7 +1124,7 @@ async fn sim_write_faults_status_apply_then_drop_and_create_failed() {
         .await
         .unwrap();
     let v1 = v1.body.unwrap();
-    assert_eq!(v1["error_code"], "dcs.08.0001");
+    assert_eq!(v1["error_code"], "dcs.04.0002");
     assert_eq!(v1["resource_spec_code"], "redis.ha.xu1.large.r2.2");
     assert!(
         shown.get("resource_spec_code").is_none(),

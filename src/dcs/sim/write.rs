@@ -385,10 +385,10 @@ fn create(
         }
         let done = elapsed.saturating_add(config.create_delay);
         let finish = if create_failed {
-            // The error code a failed creation reports in v1.0 (query-instance.md).
+            // "Instance deployment failed.", the v1.0 fault code of a failed creation.
             set(vec![
                 ("status", Value::from("CREATEFAILED")),
-                ("error_code", Value::from("dcs.08.0001")),
+                ("error_code", Value::from("dcs.04.0002")),
             ])
         } else {
             let ip = request
