@@ -190,6 +190,28 @@ pub struct SimulateArgs {
     /// Answer 429 APIG.0308 above this many requests a second per credential.
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// CREATING → RUNNING after this long (default 10s, or the instance file's
+    /// `settings.create_delay`).
+    #[arg(long, value_parser = parse_duration)]
+    pub create_delay: Option<std::time::Duration>,
+    /// EXTENDING → RUNNING after a resize (default 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub resize_delay: Option<std::time::Duration>,
+    /// DELETING → gone (404 DCS.3022) after this long (default 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub delete_delay: Option<std::time::Duration>,
+    /// How long a port change or command renaming keeps `task` set (default 5s).
+    #[arg(long, value_parser = parse_duration)]
+    pub modify_delay: Option<std::time::Duration>,
+    /// A created instance shows in list answers only after this long (default 0s).
+    #[arg(long, value_parser = parse_duration)]
+    pub list_lag: Option<std::time::Duration>,
+    /// The project's instance quota (default 100).
+    #[arg(long)]
+    pub instance_quota: Option<u32>,
+    /// The project's memory quota in GB (default 800).
+    #[arg(long)]
+    pub memory_quota_gb: Option<u32>,
 }
 
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -4,13 +4,42 @@ use std::sync::Arc;
 
 use crate::cli::SimulateArgs;
 use crate::clock::SystemClock;
-use crate::dcs::sim::{SimConfig, Simulator, load_instances};
+use crate::dcs::sim::{SimConfig, Simulator, WriteConfig, load_instances, load_write_config};
+use crate::duration;
+
+/// The write-side settings: defaults, then the instance file's `settings`, then flags.
+fn write_config(args: &SimulateArgs) -> anyhow::Result<WriteConfig> {
+    let mut config = match &args.instances {
+        Some(path) => load_write_config(path, WriteConfig::default())?,
+        None => WriteConfig::default(),
+    };
+    let durations = [
+        (args.create_delay, &mut config.create_delay),
+        (args.resize_delay, &mut config.resize_delay),
+        (args.delete_delay, &mut config.delete_delay),
+        (args.modify_delay, &mut config.modify_delay),
+        (args.list_lag, &mut config.list_lag),
+    ];
+    for (flag, slot) in durations {
+        if let Some(value) = flag {
+            *slot = value;
+        }
+    }
+    if let Some(quota) = args.instance_quota {
+        config.instance_quota = quota;
+    }
+    if let Some(quota) = args.memory_quota_gb {
+        config.memory_quota_gb = quota;
+    }
+    Ok(config)
+}
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let instances = match &args.instances {
         Some(path) => load_instances(path)?,
         None => Vec::new(),
     };
+    let writes = write_config(&args)?;
     let count = instances.len();
     let access_key = match (args.access_key, args.secret_key, &args.auth_token) {
         (Some(ak), Some(sk), _) => Some((ak, sk)),
@@ -29,10 +58,21 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         auth_token: args.auth_token.clone(),
         rate_limit_per_second: args.rate_limit,
         instances,
+        writes: writes.clone(),
     };
     let handle = Simulator::start(config, args.listen, Arc::new(SystemClock)).await?;
     println!("DCS simulator listening on {}", handle.base_url());
     println!("  instances: {count}");
+    println!(
+        "  writes: create {}, resize {}, delete {}, modify {}, list lag {}; quota {} instances, {} GB",
+        duration::format(writes.create_delay),
+        duration::format(writes.resize_delay),
+        duration::format(writes.delete_delay),
+        duration::format(writes.modify_delay),
+        duration::format(writes.list_lag),
+        writes.instance_quota,
+        writes.memory_quota_gb
+    );
     if let Some((ak, sk)) = &access_key {
         // These are the simulator's own test keys, printed so a user can copy them.
         println!("  access key: {ak}");
@@ -75,5 +115,52 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> SimulateArgs {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sim-write-settings.yaml"
+        );
+        let mut argv = vec!["dcs-operator", "simulate", "--instances", fixture];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Simulate(args)) => args,
+            other => panic!("not a simulate command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_settings_over_the_defaults() {
+        let from_file = write_config(&args(&[])).unwrap();
+        assert_eq!(from_file.create_delay, Duration::from_secs(30));
+        assert_eq!(from_file.list_lag, Duration::from_secs(5));
+        assert_eq!(from_file.instance_quota, 10);
+        assert_eq!(from_file.resize_delay, WriteConfig::default().resize_delay);
+        let flagged = write_config(&args(&[
+            "--create-delay",
+            "2s",
+            "--list-lag",
+            "0s",
+            "--delete-delay",
+            "1m",
+            "--memory-quota-gb",
+            "64",
+        ]))
+        .unwrap();
+        assert_eq!(flagged.create_delay, Duration::from_secs(2));
+        assert_eq!(flagged.list_lag, Duration::ZERO);
+        assert_eq!(flagged.delete_delay, Duration::from_secs(60));
+        assert_eq!((flagged.instance_quota, flagged.memory_quota_gb), (10, 64));
     }
 }

@@ -13,4 +13,6 @@ mod query;
 mod resilience;
 mod scale;
 mod signing;
+mod sim_support;
+mod sim_write;
 mod simulator;

@@ -1,33 +1,16 @@
 //! The DCS simulator over real loopback HTTP, driven by the operator's own client.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
-use dcs_operator::clock::ManualClock;
-use dcs_operator::dcs::client::RequestSpec;
-use dcs_operator::dcs::sim::{
-    Counters, Fault, FaultKind, SimConfig, SimHandle, SimInstance, Simulator, load_instances,
-};
-use dcs_operator::dcs::{ClientConfig, Credentials, DcsClient, DcsError};
-use serde_json::{Map, Value, json};
+use chrono::TimeDelta;
+use dcs_operator::dcs::sim::{Counters, Fault, FaultKind, SimConfig, SimInstance};
+use dcs_operator::dcs::{ClientConfig, Credentials, DcsError};
+use serde_json::{Value, json};
 
-const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+use crate::sim_support::{Harness, PROJECT, code, example_instances, object, start_with};
+
 const OTHER_PROJECT: &str = "fedcba9876543210fedcba9876543210";
 const TOKEN: &str = "MIIsimulated-iam-token";
-
-struct Harness {
-    sim: SimHandle,
-    clock: ManualClock,
-    client: DcsClient,
-    creds: Credentials,
-}
-
-fn example_instances() -> Vec<SimInstance> {
-    load_instances(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim-instances.yaml"))
-        .expect("the example file loads")
-}
 
 /// 25 instances in another project, ids sorted by number; #7 failed, odd ones tagged dev.
 fn many_instances() -> Vec<SimInstance> {
@@ -49,36 +32,6 @@ fn many_instances() -> Vec<SimInstance> {
         .collect()
 }
 
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-async fn start_with(config: SimConfig, client_config: ClientConfig) -> Harness {
-    let clock = ManualClock::new(Utc::now());
-    let sim = Simulator::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("simulator starts");
-    let client = DcsClient::new(client_config, Arc::new(clock.clone())).unwrap();
-    let creds = Credentials::access_key(
-        SimConfig::DEFAULT_ACCESS_KEY,
-        SimConfig::DEFAULT_SECRET_KEY.to_string(),
-        None,
-    );
-    Harness {
-        sim,
-        clock,
-        client,
-        creds,
-    }
-}
-
 async fn start() -> Harness {
     let mut instances = example_instances();
     instances.extend(many_instances());
@@ -88,45 +41,6 @@ async fn start() -> Harness {
         ..SimConfig::with_default_keys()
     };
     start_with(config, ClientConfig::default()).await
-}
-
-impl Harness {
-    async fn get_as(
-        &self,
-        creds: &Credentials,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<Value, DcsError> {
-        let spec = RequestSpec {
-            method: "GET".into(),
-            path: path.into(),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            project_id: Some(PROJECT.into()),
-            ..Default::default()
-        };
-        self.client
-            .send_json::<Value>(&self.sim.endpoint(), creds, spec)
-            .await
-            .map(|answer| answer.value)
-    }
-
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, DcsError> {
-        self.get_as(&self.creds, path, query).await
-    }
-
-    async fn ids(&self, path: &str, query: &[(&str, &str)]) -> (u64, Vec<String>) {
-        let page = self.get(path, query).await.unwrap();
-        let ids = page["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|item| item["instance_id"].as_str().unwrap().to_string())
-            .collect();
-        (page["instance_num"].as_u64().unwrap(), ids)
-    }
 }
 
 const HA: &str = "8b2e4d6f-1a3c-4b5d-8e7f-9a0b1c2d3e4f";
@@ -317,10 +231,6 @@ async fn list_filters_agree_with_show_instance() {
             .contains(&FAILED.to_string())
     );
     h.sim.shutdown().await;
-}
-
-fn code(error: &DcsError) -> Option<&str> {
-    error.api().and_then(|api| api.error_code.as_deref())
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The `/_sim/` admin routes: instances, faults, counters and the throttle, for
-//! tests and people driving a running simulator. Unauthenticated by design, so the
+//! The `/_sim/` admin routes: instances, the write side (created instances, pending
+//! changes, write counts, timings), faults, counters and the throttle, for tests and
+//! people driving a running simulator. Unauthenticated by design, so the
 //! simulator belongs on loopback.
 
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use axum::routing::{get, patch, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::Fault;
-use super::file::parse_entry;
+use super::file::{parse_entry, parse_write_config};
 use super::state::SimState;
+use super::{Fault, WRITE_LABELS, WriteConfig};
+use crate::duration;
 
 type Shared = State<Arc<SimState>>;
 
@@ -38,6 +40,11 @@ pub fn router() -> Router<Arc<SimState>> {
         )
         .route("/_sim/counters", get(counters).delete(reset_counters))
         .route("/_sim/rate-limit", put(set_rate_limit).get(rate_limit))
+        .route("/_sim/writes", get(writes))
+        .route(
+            "/_sim/write-config",
+            get(write_config).put(set_write_config),
+        )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -165,4 +172,55 @@ async fn set_rate_limit(State(state): Shared, body: Bytes) -> Response {
 
 async fn rate_limit(State(state): Shared) -> Response {
     reply(StatusCode::OK, json!({"per_second": state.rate_limit()}))
+}
+
+/// Created instances (tags, pending changes, list visibility, deletion) and, per
+/// write route, the calls received and the calls that took effect.
+async fn writes(State(state): Shared) -> Response {
+    let counters = state.counters();
+    let per_route: serde_json::Map<String, Value> = WRITE_LABELS
+        .iter()
+        .map(|label| {
+            (
+                label.to_string(),
+                json!({"requests": counters.requests_for(label), "applied": counters.applied_for(label)}),
+            )
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        json!({"instances": state.write_view(), "routes": per_route}),
+    )
+}
+
+fn config_value(config: &WriteConfig) -> Value {
+    json!({
+        "create_delay": duration::format(config.create_delay),
+        "resize_delay": duration::format(config.resize_delay),
+        "delete_delay": duration::format(config.delete_delay),
+        "modify_delay": duration::format(config.modify_delay),
+        "list_lag": duration::format(config.list_lag),
+        "instance_quota": config.instance_quota,
+        "memory_quota_gb": config.memory_quota_gb,
+    })
+}
+
+async fn write_config(State(state): Shared) -> Response {
+    reply(StatusCode::OK, config_value(&state.write_config()))
+}
+
+/// Changes some settings (same keys as the instance file's `settings`).
+async fn set_write_config(State(state): Shared, body: Bytes) -> Response {
+    let settings: serde_json::Map<String, Value> = match parse_json(&body) {
+        Ok(settings) => settings,
+        Err(message) => return bad_request(message),
+    };
+    let text = json!({"settings": settings}).to_string();
+    match parse_write_config(&text, state.write_config()) {
+        Ok(config) => {
+            state.set_write_config(config.clone());
+            reply(StatusCode::OK, config_value(&config))
+        }
+        Err(error) => bad_request(error.to_string()),
+    }
 }

@@ -1,5 +1,6 @@
 //! The simulated DCS routes, checked in the gateway's order: route match, fault
-//! injection, authentication (with lock-out), throttling, project ID, instance.
+//! injection, body size, authentication (with lock-out), throttling, project ID,
+//! then the route itself (reads here, the write side in `write`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,23 @@ use serde_json::{Map, Value, json};
 use super::FaultKind;
 use super::file::is_project_id;
 use super::state::{SimState, Throttle};
+use super::write::{self, Op};
 use crate::dcs::signer::{self, Authorization, RequestParts};
 
-/// Route labels used by counters and fault scoping.
+/// Read route labels used by counters and fault scoping.
 pub const ROUTE_LABELS: [&str; 4] = ["show_v1", "show_v2", "list_v1", "list_v2"];
 pub const UNKNOWN_ROUTE: &str = "unknown";
 
+/// Every route label: the reads, then the write side's.
+pub fn route_labels() -> impl Iterator<Item = &'static str> {
+    ROUTE_LABELS.into_iter().chain(write::OP_LABELS)
+}
+
 /// The gateway's limit on a signed body.
 const MAX_BODY_BYTES: usize = 12 << 20;
+/// The write side's bodies are small JSON objects; anything bigger is refused before
+/// it is buffered (413 with the simulator's own code).
+const MAX_WRITE_BODY_BYTES: usize = 64 << 10;
 /// The simulator's own code for bad paging and filter parameters (the real API's
 /// code for this is not documented).
 pub const INVALID_PARAMETER_CODE: &str = "DCS.4800";
@@ -39,18 +49,27 @@ enum Route {
         v2: bool,
         project_id: String,
     },
+    /// The v2 write side and its helper reads; `project_id` is None on the two
+    /// routes without one (available zones, maintenance windows).
+    Op {
+        project_id: Option<String>,
+        op: Op,
+    },
     Unknown,
 }
 
 impl Route {
     fn parse(method: &Method, path: &str) -> Self {
-        if method != Method::GET {
-            return Route::Unknown;
-        }
         let segments: Vec<String> = path
             .split('/')
             .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
             .collect();
+        if let Some((project_id, op)) = write::parse(method, &segments) {
+            return Route::Op { project_id, op };
+        }
+        if method != Method::GET {
+            return Route::Unknown;
+        }
         let v2 = match segments.get(1).map(String::as_str) {
             Some("v1.0") => false,
             Some("v2") => true,
@@ -80,14 +99,17 @@ impl Route {
             Route::Show { v2: true, .. } => "show_v2",
             Route::List { v2: false, .. } => "list_v1",
             Route::List { v2: true, .. } => "list_v2",
+            Route::Op { op, .. } => op.label(),
             Route::Unknown => UNKNOWN_ROUTE,
         }
     }
 
-    fn project_id(&self) -> &str {
+    /// None for the routes without a project in the path.
+    fn project_id(&self) -> Option<&str> {
         match self {
-            Route::Show { project_id, .. } | Route::List { project_id, .. } => project_id,
-            Route::Unknown => "",
+            Route::Show { project_id, .. } | Route::List { project_id, .. } => Some(project_id),
+            Route::Op { project_id, .. } => project_id.as_deref(),
+            Route::Unknown => Some(""),
         }
     }
 }
@@ -116,19 +138,28 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
             request_id,
         );
     }
+    let mut drop_answer = false;
+    let mut create_failed = false;
     if let Some(kind) = state.take_fault(route.label()) {
         match kind {
             // Latency delays, then the request goes on as if nothing happened.
             FaultKind::Latency { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
+            // The write-only kinds let the request run, then change its outcome.
+            FaultKind::ApplyThenDrop => drop_answer = true,
+            FaultKind::CreateFailed => create_failed = true,
             other => return fault_response(other, request_id),
         }
     }
+    let limit = match route {
+        Route::Op { .. } => MAX_WRITE_BODY_BYTES,
+        _ => MAX_BODY_BYTES,
+    };
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return dcs_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_PARAMETER_CODE,
-            "Invalid parameter: the request body is too large",
+            &format!("Invalid parameter: the request body is larger than {limit} bytes"),
             request_id,
         );
     };
@@ -179,7 +210,10 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         return response;
     }
-    if !is_project_id(route.project_id()) {
+    if route
+        .project_id()
+        .is_some_and(|project| !is_project_id(project))
+    {
         return dcs_error(
             StatusCode::BAD_REQUEST,
             "111400002",
@@ -208,8 +242,35 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
                 request_id,
             ),
         },
+        Route::Op { project_id, op } => {
+            let outcome = write::handle(
+                state,
+                op,
+                project_id.as_deref().unwrap_or(""),
+                &query,
+                &body,
+                create_failed,
+            );
+            if drop_answer {
+                return dropped_response();
+            }
+            match outcome {
+                Ok(write::Answer::Json(status, body)) => json_response(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    &body,
+                    request_id,
+                ),
+                Ok(write::Answer::NoContent) => no_content(request_id),
+                Err(refusal) => dcs_error(
+                    StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    refusal.code,
+                    &refusal.message,
+                    request_id,
+                ),
+            }
+        }
         Route::List { v2, project_id } => {
-            match list(&state.project_instances(&project_id), &query, v2) {
+            match list(&state.listed_instances(&project_id), &query, v2) {
                 Ok(body) => json_response(StatusCode::OK, &body, request_id),
                 Err(message) => dcs_error(
                     StatusCode::BAD_REQUEST,
@@ -521,8 +582,40 @@ fn fault_response(kind: FaultKind, request_id: &str) -> Response {
                 request_id,
             )
         }
-        FaultKind::Latency { .. } => unreachable!("latency is not an answer"),
+        // Not answers of their own: the caller handles these before asking.
+        FaultKind::Latency { .. } | FaultKind::ApplyThenDrop | FaultKind::CreateFailed => {
+            dcs_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SIM.0002",
+                "this fault kind is not an answer",
+                request_id,
+            )
+        }
     }
+}
+
+/// No answer at all: the body fails before its first byte, so hyper aborts the
+/// connection without flushing the head, and the caller sees the request fail
+/// without a status (it cannot know whether the write happened).
+fn dropped_response() -> Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected drop after apply",
+    ))];
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+    // If a head ever escapes, it must not read as success.
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// 204: no body, as the real write routes answer.
+fn no_content(request_id: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 fn raw_response(status: StatusCode, body: Body, request_id: &str) -> Response {
@@ -614,7 +707,15 @@ mod tests {
             assert_eq!(Route::parse(&Method::GET, path), Route::Unknown, "{path}");
         }
         assert_eq!(
-            Route::parse(&Method::POST, &format!("/v2/{p}/instances")),
+            Route::parse(&Method::POST, &format!("/v1.0/{p}/instances")),
+            Route::Unknown
+        );
+        assert_eq!(
+            Route::parse(&Method::POST, &format!("/v2/{p}/instances")).label(),
+            "create"
+        );
+        assert_eq!(
+            Route::parse(&Method::PATCH, &format!("/v2/{p}/instances/x")),
             Route::Unknown
         );
         match Route::parse(&Method::GET, "/v2/p/instances/a%20b") {

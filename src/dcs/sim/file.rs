@@ -1,11 +1,12 @@
-//! The instance file format (YAML or JSON): parsing entries into [`SimInstance`]s.
+//! The instance file format (YAML or JSON): parsing entries into [`SimInstance`]s,
+//! and the optional `settings` block (write-side timings and quotas).
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{SimError, SimInstance, Transition};
+use super::{SimError, SimInstance, Transition, WriteConfig};
 use crate::duration;
 
 /// Reads an instance file. YAML is a superset of JSON, so one parser takes both.
@@ -45,6 +46,69 @@ pub fn parse_instances(text: &str) -> Result<Vec<SimInstance>, SimError> {
         .enumerate()
         .map(|(index, entry)| parse_entry(entry).map_err(|e| e.at(index)))
         .collect()
+}
+
+/// Reads the `settings` block of an instance file onto `base` (see
+/// [`parse_write_config`]).
+pub fn load_write_config(path: &Path, base: WriteConfig) -> Result<WriteConfig, SimError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_write_config(&text, base)
+}
+
+/// Applies the optional top-level `settings` object of an instance file onto
+/// `base`: `create_delay`, `resize_delay`, `delete_delay`, `modify_delay`, `list_lag`
+/// (durations) and `instance_quota`, `memory_quota_gb` (whole numbers). A file that
+/// is a bare list has no settings.
+pub fn parse_write_config(text: &str, base: WriteConfig) -> Result<WriteConfig, SimError> {
+    let document: Value =
+        serde_yaml::from_str(text).map_err(|e| SimError::Syntax(e.to_string()))?;
+    let settings = match document {
+        Value::Object(mut top) => match top.remove("settings") {
+            None | Some(Value::Null) => return Ok(base),
+            Some(Value::Object(settings)) => settings,
+            Some(_) => return Err(SimError::Syntax("`settings` must be an object".into())),
+        },
+        _ => return Ok(base),
+    };
+    let bad = |key: &str, message: String| SimError::Syntax(format!("settings.{key}: {message}"));
+    let mut config = base;
+    for (key, value) in settings {
+        let as_duration = || match &value {
+            Value::String(text) => duration::parse(text).map_err(|e| bad(&key, e.to_string())),
+            Value::Number(n) => n
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| bad(&key, format!("must be a duration like 10s, got {n}"))),
+            other => Err(bad(
+                &key,
+                format!("must be a duration like 10s, got {other}"),
+            )),
+        };
+        let as_count = || {
+            value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(&key, format!("must be a whole number, got {value}")))
+        };
+        match key.as_str() {
+            "create_delay" => config.create_delay = as_duration()?,
+            "resize_delay" => config.resize_delay = as_duration()?,
+            "delete_delay" => config.delete_delay = as_duration()?,
+            "modify_delay" => config.modify_delay = as_duration()?,
+            "list_lag" => config.list_lag = as_duration()?,
+            "instance_quota" => config.instance_quota = as_count()?,
+            "memory_quota_gb" => config.memory_quota_gb = as_count()?,
+            other => {
+                return Err(SimError::Syntax(format!(
+                    "unknown setting {other:?} (create_delay, resize_delay, delete_delay, modify_delay, list_lag, instance_quota, memory_quota_gb)"
+                )));
+            }
+        }
+    }
+    Ok(config)
 }
 
 /// Why one entry was refused, before it is told which entry it was.
@@ -257,6 +321,34 @@ mod tests {
             message.contains("entry 1") && message.contains("\"bad\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn settings_block() {
+        let text =
+            "settings:\n  create_delay: 30s\n  list_lag: 5\n  instance_quota: 3\ninstances: []\n";
+        let config = parse_write_config(text, WriteConfig::default()).unwrap();
+        assert_eq!(config.create_delay, Duration::from_secs(30));
+        assert_eq!(config.list_lag, Duration::from_secs(5));
+        assert_eq!(config.instance_quota, 3);
+        assert_eq!(config.resize_delay, WriteConfig::default().resize_delay);
+        assert!(parse_instances(text).unwrap().is_empty());
+        let list = format!("- {{project_id: {PROJECT}, instance_id: a}}\n");
+        assert_eq!(
+            parse_write_config(&list, WriteConfig::default()).unwrap(),
+            WriteConfig::default()
+        );
+        for bad in [
+            "settings: {bogus: 1}",
+            "settings: {create_delay: soon}",
+            "settings: {instance_quota: -1}",
+            "settings: 3",
+        ] {
+            assert!(
+                parse_write_config(bad, WriteConfig::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

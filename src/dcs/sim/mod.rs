@@ -1,13 +1,18 @@
-//! A DCS API simulator on loopback: the v1.0 and v2 ShowInstance and list routes
-//! behind gateway-style authentication, lock-out and throttling, with scripted
-//! instance transitions, injectable faults and an unauthenticated `/_sim/` admin API.
+//! A DCS API simulator on loopback: the v1.0 and v2 ShowInstance and list routes and
+//! the v2 write side (create, resize, modify, passwords, delete, tags, flavours,
+//! zones, quota) behind gateway-style authentication, lock-out and throttling, with
+//! scripted and clock-driven instance transitions, injectable faults and an
+//! unauthenticated `/_sim/` admin API.
 //!
 //! The admin API has no authentication at all: bind the simulator to loopback only.
 
 mod admin;
 mod api;
 mod file;
+pub mod flavors;
 mod state;
+pub mod validate;
+mod write;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,8 +23,11 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use file::{is_project_id, load_instances, parse_instances};
+pub use file::{
+    is_project_id, load_instances, load_write_config, parse_instances, parse_write_config,
+};
 pub use state::{Counters, SimState};
+pub use write::{OP_LABELS, WRITE_LABELS};
 
 use crate::clock::SharedClock;
 use crate::dcs::Endpoint;
@@ -37,6 +45,42 @@ pub struct SimConfig {
     /// APIG-style throttle per access key (or per token), requests per clock second.
     pub rate_limit_per_second: Option<u32>,
     pub instances: Vec<SimInstance>,
+    /// Timings and quotas of the write routes.
+    pub writes: WriteConfig,
+}
+
+/// How the write side behaves in simulated time (all durations on the injected clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteConfig {
+    /// CREATING → RUNNING (or CREATEFAILED under that fault).
+    pub create_delay: Duration,
+    /// EXTENDING → RUNNING at the new flavour.
+    pub resize_delay: Duration,
+    /// DELETING → gone (404 `DCS.3022`).
+    pub delete_delay: Duration,
+    /// The background task of a port change or command renaming (`task` set meanwhile).
+    pub modify_delay: Duration,
+    /// A created instance shows in list answers only this long after the create
+    /// (ShowInstance finds it at once), as an eventually consistent API may do.
+    pub list_lag: Duration,
+    /// The project's instance quota (`DCS.4035` beyond it).
+    pub instance_quota: u32,
+    /// The project's memory quota in GB (`DCS.4036` beyond it).
+    pub memory_quota_gb: u32,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        Self {
+            create_delay: Duration::from_secs(10),
+            resize_delay: Duration::from_secs(30),
+            delete_delay: Duration::from_secs(10),
+            modify_delay: Duration::from_secs(5),
+            list_lag: Duration::ZERO,
+            instance_quota: 100,
+            memory_quota_gb: 800,
+        }
+    }
 }
 
 impl SimConfig {
@@ -108,7 +152,8 @@ pub struct Fault {
     /// That share (0..=1) of matching requests, chosen at random.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
-    /// Only requests of this route label (`show_v1`, `show_v2`, `list_v1`, `list_v2`).
+    /// Only requests of this route label (`show_v1`, `show_v2`, `list_v1`, `list_v2`,
+    /// or one of [`OP_LABELS`], e.g. `create`, `delete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
 }
@@ -152,13 +197,19 @@ impl Fault {
                 "status must be an HTTP status 200..=599, got {status}"
             ));
         }
-        if let Some(route) = &self.route
-            && !api::ROUTE_LABELS.contains(&route.as_str())
-        {
-            return bad(format!(
-                "route must be one of {}, got {route:?}",
-                api::ROUTE_LABELS.join(", ")
-            ));
+        if let Some(route) = &self.route {
+            if !api::route_labels().any(|label| label == route) {
+                return bad(format!(
+                    "route must be one of {}, got {route:?}",
+                    api::route_labels().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if !self.kind.applies_to(route) {
+                return bad(format!(
+                    "a {} fault never fires on route {route:?}",
+                    self.kind.name()
+                ));
+            }
         }
         Ok(())
     }
@@ -185,6 +236,36 @@ pub enum FaultKind {
     Truncated,
     /// Headers, then the connection is dropped mid-body.
     Reset,
+    /// Write routes only: carry the request out (or refuse it) as usual, then drop
+    /// the connection instead of answering, so the caller cannot know what happened.
+    ApplyThenDrop,
+    /// `create` only: accept the create (200), then end in CREATEFAILED instead of
+    /// RUNNING once the create delay has passed.
+    CreateFailed,
+}
+
+impl FaultKind {
+    /// Whether this kind can fire on a route label: every kind fires on every route,
+    /// except the write-only ones.
+    pub fn applies_to(&self, route: &str) -> bool {
+        match self {
+            FaultKind::ApplyThenDrop => WRITE_LABELS.contains(&route),
+            FaultKind::CreateFailed => route == "create",
+            _ => true,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Status { .. } => "status",
+            FaultKind::Malformed => "malformed",
+            FaultKind::Truncated => "truncated",
+            FaultKind::Reset => "reset",
+            FaultKind::ApplyThenDrop => "apply_then_drop",
+            FaultKind::CreateFailed => "create_failed",
+        }
+    }
 }
 
 fn default_fault_code() -> String {

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Fault, FaultKind, SimConfig, SimInstance, Transition, api, file};
+use super::{Fault, FaultKind, SimConfig, SimInstance, Transition, WriteConfig, api, file, write};
 use crate::clock::SharedClock;
 
 /// The gateway locks an access key after this many signature failures in a row…
@@ -20,7 +20,8 @@ pub const LOCKOUT_DURATION: TimeDelta = TimeDelta::minutes(5);
 /// What the simulator has seen since start (or the last reset).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Requests per route label: `show_v1`, `show_v2`, `list_v1`, `list_v2`, `unknown`.
+    /// Requests per route label: `show_v1`, `show_v2`, `list_v1`, `list_v2`, the
+    /// write-side labels ([`super::OP_LABELS`]) and `unknown`.
     pub requests: BTreeMap<String, u64>,
     /// DCS-route responses per HTTP status.
     pub responses: BTreeMap<u16, u64>,
@@ -28,14 +29,22 @@ pub struct Counters {
     pub lockouts: u64,
     pub throttled: u64,
     pub faults_injected: u64,
+    /// Write requests that took effect, per write route label (`create`, `resize`,
+    /// `update`, `update_password`, `reset_password`, `delete`, `tags_action`);
+    /// `requests` counts every call, refused or not.
+    #[serde(default)]
+    pub writes_applied: BTreeMap<String, u64>,
 }
 
 impl Counters {
     fn zeroed() -> Self {
         Self {
-            requests: api::ROUTE_LABELS
+            requests: api::route_labels()
+                .chain(std::iter::once(api::UNKNOWN_ROUTE))
+                .map(|label| (label.to_string(), 0))
+                .collect(),
+            writes_applied: write::WRITE_LABELS
                 .iter()
-                .chain(std::iter::once(&api::UNKNOWN_ROUTE))
                 .map(|label| (label.to_string(), 0))
                 .collect(),
             ..Default::default()
@@ -49,18 +58,56 @@ impl Counters {
     pub fn responses_for(&self, status: u16) -> u64 {
         self.responses.get(&status).copied().unwrap_or(0)
     }
+
+    pub fn applied_for(&self, label: &str) -> u64 {
+        self.writes_applied.get(label).copied().unwrap_or(0)
+    }
 }
 
 #[derive(Debug)]
-struct StoredInstance {
-    fields: Map<String, Value>,
+pub(crate) struct StoredInstance {
+    pub(crate) fields: Map<String, Value>,
     /// Not yet applied, sorted by `after`.
-    pending: Vec<Transition>,
+    pub(crate) pending: Vec<Transition>,
+    /// What the write routes keep beside the API fields.
+    pub(crate) meta: WriteMeta,
+}
+
+/// Per-instance state of the write side that the read routes never show.
+#[derive(Debug, Default)]
+pub(crate) struct WriteMeta {
+    /// Made by CreateInstance (not loaded from a file or the admin API).
+    pub(crate) created_by_api: bool,
+    /// List answers include the instance from this simulated time on (`list_lag`).
+    pub(crate) listed_from: Option<Duration>,
+    /// DeleteSingleInstance accepted: gone at this simulated time.
+    pub(crate) delete_at: Option<Duration>,
+    /// None: password-free, or unknown (an instance from a file accepts any old password).
+    pub(crate) password: Option<String>,
+    pub(crate) password_failures: u32,
+    pub(crate) password_locked_until: Option<DateTime<Utc>>,
+    pub(crate) rename_commands: Option<Map<String, Value>>,
 }
 
 impl StoredInstance {
+    pub(crate) fn new(fields: Map<String, Value>, pending: Vec<Transition>) -> Self {
+        Self {
+            fields,
+            pending,
+            meta: WriteMeta::default(),
+        }
+    }
+
+    /// Schedules a change, keeping `pending` sorted (after those due at the same time).
+    pub(crate) fn schedule(&mut self, transition: Transition) {
+        let at = self
+            .pending
+            .partition_point(|t| t.after <= transition.after);
+        self.pending.insert(at, transition);
+    }
+
     /// Applies every transition whose time has come; each applies once.
-    fn catch_up(&mut self, elapsed: Duration) {
+    pub(crate) fn catch_up(&mut self, elapsed: Duration) {
         let due = self.pending.partition_point(|t| t.after <= elapsed);
         for transition in self.pending.drain(..due) {
             merge(&mut self.fields, transition.set);
@@ -85,15 +132,44 @@ struct KeyRecord {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     /// Keyed by (project_id, instance_id): iteration order is the list order.
-    instances: BTreeMap<(String, String), StoredInstance>,
+    pub(crate) instances: BTreeMap<(String, String), StoredInstance>,
     faults: Vec<Fault>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     keys: HashMap<String, KeyRecord>,
     rate_limit: Option<u32>,
     /// Per throttling key: the clock second of the window and requests in it.
     windows: HashMap<String, (i64, u32)>,
+    pub(crate) write: WriteConfig,
+    /// Accepted deletions: (simulated time, key). Usually empty, so purging is cheap.
+    pub(crate) deleting: Vec<(Duration, (String, String))>,
+    /// Hands out instance IPs from the simulated subnet.
+    pub(crate) next_ip: u32,
+}
+
+impl Inner {
+    /// Removes the instances whose deletion has completed by `elapsed`.
+    pub(crate) fn purge(&mut self, elapsed: Duration) {
+        if self.deleting.is_empty() {
+            return;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deleting)
+            .into_iter()
+            .partition(|(at, _)| *at <= elapsed);
+        self.deleting = waiting;
+        for (_, key) in done {
+            self.instances.remove(&key);
+        }
+    }
+
+    pub(crate) fn count_applied(&mut self, label: &str) {
+        *self
+            .counters
+            .writes_applied
+            .entry(label.to_string())
+            .or_default() += 1;
+    }
 }
 
 /// Shared by every request handler and by in-process callers (tests, demo mode).
@@ -136,6 +212,9 @@ impl SimState {
                 keys: HashMap::new(),
                 rate_limit: config.rate_limit_per_second,
                 windows: HashMap::new(),
+                write: config.writes,
+                deleting: Vec::new(),
+                next_ip: 0,
             }),
         };
         for instance in config.instances {
@@ -174,10 +253,7 @@ impl SimState {
         pending.sort_by_key(|t| t.after);
         self.lock().instances.insert(
             (instance.project_id, instance_id),
-            StoredInstance {
-                fields: instance.fields,
-                pending,
-            },
+            StoredInstance::new(instance.fields, pending),
         );
     }
 
@@ -191,6 +267,7 @@ impl SimState {
     ) -> bool {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
+        inner.purge(elapsed);
         let Some(stored) = inner
             .instances
             .get_mut(&(project_id.to_string(), instance_id.to_string()))
@@ -213,6 +290,7 @@ impl SimState {
     pub fn instance(&self, project_id: &str, instance_id: &str) -> Option<Map<String, Value>> {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
+        inner.purge(elapsed);
         let stored = inner
             .instances
             .get_mut(&(project_id.to_string(), instance_id.to_string()))?;
@@ -222,15 +300,85 @@ impl SimState {
 
     /// Every instance of a project, current fields, ordered by instance_id.
     pub fn project_instances(&self, project_id: &str) -> Vec<Map<String, Value>> {
+        self.project_view(project_id, false)
+    }
+
+    /// What a list answer shows: as [`Self::project_instances`], without the
+    /// instances created less than `list_lag` ago.
+    pub fn listed_instances(&self, project_id: &str) -> Vec<Map<String, Value>> {
+        self.project_view(project_id, true)
+    }
+
+    fn project_view(&self, project_id: &str, as_listed: bool) -> Vec<Map<String, Value>> {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
+        inner.purge(elapsed);
         inner
             .instances
             .iter_mut()
             .filter(|((project, _), _)| project == project_id)
+            .filter(|(_, stored)| {
+                !as_listed || stored.meta.listed_from.is_none_or(|from| from <= elapsed)
+            })
             .map(|(_, stored)| {
                 stored.catch_up(elapsed);
                 stored.fields.clone()
+            })
+            .collect()
+    }
+
+    /// Runs `f` on the whole world under the lock, after due deletions, with the
+    /// simulated elapsed time and the clock's now: one write is one atomic step.
+    pub(crate) fn world<R>(&self, f: impl FnOnce(&mut Inner, Duration, DateTime<Utc>) -> R) -> R {
+        let now = self.clock.now();
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        inner.purge(elapsed);
+        f(&mut inner, elapsed, now)
+    }
+
+    pub fn write_config(&self) -> WriteConfig {
+        self.lock().write.clone()
+    }
+
+    /// Replaces the write timings and quotas; scheduled changes keep their times.
+    pub fn set_write_config(&self, config: WriteConfig) {
+        self.lock().write = config;
+    }
+
+    /// The write side at a glance, for `/_sim/writes` and tests: every instance made
+    /// by CreateInstance or being deleted, with its tags, the changes still to come
+    /// (in seconds from now) and when it shows in lists or disappears.
+    pub fn write_view(&self) -> Vec<Value> {
+        let elapsed = self.elapsed();
+        let mut inner = self.lock();
+        inner.purge(elapsed);
+        let seconds_from_now = |at: Duration| at.saturating_sub(elapsed).as_secs_f64();
+        inner
+            .instances
+            .iter_mut()
+            .filter(|(_, stored)| stored.meta.created_by_api || stored.meta.delete_at.is_some())
+            .map(|((project, id), stored)| {
+                stored.catch_up(elapsed);
+                let field = |key: &str| stored.fields.get(key).cloned().unwrap_or(Value::Null);
+                let pending: Vec<Value> = stored
+                    .pending
+                    .iter()
+                    .map(|t| serde_json::json!({"in_seconds": seconds_from_now(t.after), "set": Value::Object(t.set.clone())}))
+                    .collect();
+                serde_json::json!({
+                    "project_id": project,
+                    "instance_id": id,
+                    "name": field("name"),
+                    "status": field("status"),
+                    "tags": stored.fields.get("tags").cloned().unwrap_or_else(|| Value::Array(Vec::new())),
+                    "created_by_api": stored.meta.created_by_api,
+                    "pending": pending,
+                    "listed_in_seconds": stored.meta.listed_from.map(seconds_from_now),
+                    "deleted_in_seconds": stored.meta.delete_at.map(seconds_from_now),
+                    "password_free": stored.meta.password.is_none() && field("no_password_access") == "true",
+                    "rename_commands": stored.meta.rename_commands.clone().map(Value::Object),
+                })
             })
             .collect()
     }
@@ -240,6 +388,7 @@ impl SimState {
     pub fn entries(&self) -> Vec<Value> {
         let elapsed = self.elapsed();
         let mut inner = self.lock();
+        inner.purge(elapsed);
         inner
             .instances
             .iter_mut()
@@ -304,6 +453,10 @@ impl SimState {
         let mut hit = None;
         for (index, fault) in inner.faults.iter_mut().enumerate() {
             if fault.route.as_deref().is_some_and(|r| r != route) {
+                continue;
+            }
+            // Write-only kinds wait for a request they can apply to.
+            if !fault.kind.applies_to(route) {
                 continue;
             }
             if let Some(fraction) = fault.fraction
