@@ -402,11 +402,26 @@ async fn credentials_rotated_deleted_and_restored_without_restart() {
     reconcile_all_tolerant(&fleet).await;
     assert_eq!(sim.counters().requests_for("show_v1"), 2);
     assert_eq!(sim.counters().lockouts, 0);
-    // Rotated to the right key: picked up at once, without a restart.
+    // A third wrong content: its one attempt is the third failure in five minutes.
+    fleet.api.lock().unwrap().credentials = Some(credentials_with("wrong-three", "12"));
+    reconcile_all_tolerant(&fleet).await;
+    assert_eq!(sim.counters().requests_for("show_v1"), 3);
+    // A fourth gets none: at most three failed signatures per access key in any five
+    // minutes, Secret edits included (the gateway locks at five).
+    fleet.api.lock().unwrap().credentials = Some(credentials_with("wrong-four", "13"));
+    reconcile_all_tolerant(&fleet).await;
+    assert_eq!(sim.counters().requests_for("show_v1"), 3);
+    // Even the right key waits: the first failure is not five minutes old yet.
     fleet.api.lock().unwrap().credentials = Some(credentials_with(
         dcs_operator::dcs::sim::SimConfig::DEFAULT_SECRET_KEY,
-        "12",
+        "14",
     ));
+    reconcile_all_tolerant(&fleet).await;
+    assert_eq!(sim.counters().requests_for("show_v1"), 3);
+    assert_eq!(sim.counters().lockouts, 0);
+    // Its next attempt comes five minutes after that refusal (AUTH_RETRY).
+    fleet.clock.advance(chrono::TimeDelta::seconds(301));
+    // Rotated to the right key: picked up without a restart.
     // Unproven credentials go one call at a time; once one works, the rest follow
     // (the controller requeues the others half a second later).
     reconcile_all_tolerant(&fleet).await;
@@ -433,7 +448,7 @@ async fn credentials_rotated_deleted_and_restored_without_restart() {
     // Back again: recovers.
     fleet.api.lock().unwrap().credentials = Some(credentials_with(
         dcs_operator::dcs::sim::SimConfig::DEFAULT_SECRET_KEY,
-        "13",
+        "15",
     ));
     fleet.clock.advance(chrono::TimeDelta::seconds(67));
     reconcile_all_tolerant(&fleet).await;
