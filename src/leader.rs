@@ -78,9 +78,17 @@ impl LeaderGate {
         let valid = lease_duration.saturating_sub(DEADLINE_MARGIN);
         // The renewal time comes from the API server: saturate, never panic.
         let deadline = crate::clock::later(renewed_at, valid);
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+        let now = self.clock.now();
+        let previous = self
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(deadline);
+        // Regaining the gate after a lapse counts like becoming the leader: work
+        // refused meanwhile is done once more for every object.
+        let lapsed = previous.is_some_and(|before| before <= now) && deadline > now;
         self.leading
-            .send_if_modified(|leading| !std::mem::replace(leading, true));
+            .send_if_modified(|leading| !std::mem::replace(leading, true) || lapsed);
     }
 
     /// Another replica holds the Lease, or ours was released.
@@ -248,6 +256,19 @@ mod tests {
         assert!(*leading.borrow_and_update());
         clock.advance(TimeDelta::from_std(LEASE_DURATION - DEADLINE_MARGIN).unwrap());
         assert!(!gate.may_write(), "the deadline passed without a renewal");
+        assert!(gate.is_leading(), "still the holder: a lapse, not a loss");
+        // The renewal comes back: subscribers hear of it, as of a new leadership.
+        gate.renewed(clock.now(), LEASE_DURATION);
+        assert!(gate.may_write());
+        assert!(
+            leading.has_changed().unwrap(),
+            "regaining the gate is announced"
+        );
+        assert!(*leading.borrow_and_update());
+        // An ordinary renewal before the deadline is not announced.
+        gate.renewed(clock.now(), LEASE_DURATION);
+        assert!(!leading.has_changed().unwrap());
+        clock.advance(TimeDelta::from_std(LEASE_DURATION - DEADLINE_MARGIN).unwrap());
         gate.lost();
         assert!(!*leading.borrow());
     }

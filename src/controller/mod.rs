@@ -909,6 +909,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_owned_secret_cache_keeps_only_slim_secrets_a_dcs_instance_controls() {
+        use crate::secret::{ConnectionDetails, connection_secret};
+        let owner = Owner {
+            api_version: "dcs.operator.dev/v1alpha1".into(),
+            kind: "DcsInstance".into(),
+            name: "cache".into(),
+            uid: "uid-1".into(),
+        };
+        let details = ConnectionDetails {
+            engine: "Redis".into(),
+            engine_version: None,
+            addresses: vec!["10.0.0.1".into()],
+            port: 6379,
+            password: Some("hunter2".into()),
+        };
+        let owned = connection_secret("ns", "cache-dcs", &owner, &details);
+        let mut foreign = owned.clone();
+        foreign.metadata.owner_references = None;
+        let applied = |event| match slim_owned_event(Ok(event)) {
+            Some(Ok(event)) => Some(event),
+            _ => None,
+        };
+        match applied(watcher::Event::Apply(owned.clone())) {
+            Some(watcher::Event::Apply(slim)) => {
+                assert!(slim.data.is_none());
+                assert!(!format!("{slim:?}").contains("hunter2"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            applied(watcher::Event::Apply(foreign.clone())),
+            Some(watcher::Event::Delete(_))
+        ));
+        assert!(applied(watcher::Event::InitApply(foreign)).is_none());
+        assert!(matches!(
+            applied(watcher::Event::InitApply(owned)),
+            Some(watcher::Event::InitApply(_))
+        ));
+    }
+
+    #[test]
     fn error_backoff_doubles_to_five_minutes() {
         let waits: Vec<u64> = (1..=9).map(|n| error_backoff(n).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);

@@ -606,3 +606,30 @@ async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
     }
     expect_nothing_more(&mut h.handle).await;
 }
+
+#[tokio::test]
+async fn a_lapsed_leader_requeues_its_work_and_a_standby_waits_for_leadership() {
+    use dcs_operator::clock::{Clock, ManualClock};
+    use dcs_operator::leader::{LEASE_DURATION, LeaderGate};
+    use kube::runtime::controller::Action;
+    let clock = ManualClock::new(chrono::Utc::now());
+    let gate = Arc::new(LeaderGate::elected(Arc::new(clock.clone())));
+    let in_harness = gate.clone();
+    let mut h = harness_with(Arc::new(clock.clone()), move |shared| {
+        shared.leader = in_harness;
+    })
+    .await;
+    let obj = Arc::new(dcs_instance(&h.sim, None));
+    // A standby: nothing is read or written, and nothing is requeued (becoming the
+    // leader reconciles every object).
+    let action = reconcile(obj.clone(), h.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    // The leader whose renewal is overdue: the work comes back soon by itself.
+    gate.renewed(clock.now(), LEASE_DURATION);
+    clock.advance(chrono::TimeDelta::seconds(30));
+    assert!(!gate.may_write() && gate.is_leading());
+    let action = reconcile(obj, h.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+    expect_nothing_more(&mut h.handle).await;
+    assert_eq!(h.sim.state().counters().requests_for("show_v1"), 0);
+}
