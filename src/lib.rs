@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod connection_secret;
 pub mod controller;
 pub mod crd;
 pub mod dcs;
@@ -12,7 +13,6 @@ pub mod metrics;
 pub mod plan;
 pub mod query;
 pub mod run;
-pub mod secret;
 pub mod server;
 pub mod simulate;
 pub mod supervise;

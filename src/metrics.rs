@@ -8,11 +8,10 @@
 //! and name, which `--metrics-instance-series=false` turns off
 //! ([`MetricsOptions::instance_series`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -21,8 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::controller::store::ObservationStore;
-use crate::crd::DcsInstance;
+use crate::controller::store::InstanceView;
 use crate::dcs::DcsError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -334,61 +332,6 @@ impl Metrics {
     }
 }
 
-/// What the per-instance gauges read at scrape time: the DcsInstance watch caches
-/// (one per served namespace) and the observation store.
-#[derive(Default)]
-pub struct InstanceView {
-    stores: Mutex<Vec<Store<DcsInstance>>>,
-    pub observations: Arc<ObservationStore>,
-}
-
-impl std::fmt::Debug for InstanceView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InstanceView")
-    }
-}
-
-impl InstanceView {
-    pub fn new(observations: Arc<ObservationStore>) -> Self {
-        Self {
-            stores: Mutex::default(),
-            observations,
-        }
-    }
-
-    /// Whether a DcsInstance is still in any watch cache.
-    /// (With no watch cache registered, as in unit tests, everything counts as alive.)
-    pub fn contains(&self, object: &kube::runtime::reflector::ObjectRef<DcsInstance>) -> bool {
-        let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        stores.is_empty() || stores.iter().any(|store| store.get(object).is_some())
-    }
-
-    /// The uids of every DcsInstance in the watch caches.
-    pub fn uids(&self) -> std::collections::HashSet<String> {
-        self.instances()
-            .iter()
-            .filter_map(|obj| obj.uid())
-            .collect()
-    }
-
-    pub fn add_store(&self, store: Store<DcsInstance>) {
-        self.stores
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(store);
-    }
-
-    /// Every DcsInstance in the watch caches.
-    pub fn instances(&self) -> Vec<Arc<DcsInstance>> {
-        self.stores
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .flat_map(|store| store.state())
-            .collect()
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     namespace: String,
@@ -437,7 +380,7 @@ impl Collector for InstanceCollector {
             let is_ready = status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == crate::plan::READY && c.status == "True");
+                .any(|c| c.type_ == crate::plan::READY && c.status == crate::plan::reasons::TRUE);
             ready
                 .get_or_create(&ReadyLabels {
                     namespace: labels.namespace.clone(),

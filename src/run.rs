@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::clock::{SharedClock, SystemClock};
 use crate::controller::budget::ApiBudget;
+use crate::controller::dcs_call::NamespaceLimits;
 use crate::controller::resolve::SpecDefaults;
 use crate::controller::secrets::{
     CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
@@ -20,7 +21,7 @@ use crate::crd::{GROUP, VERSION};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
-use crate::metrics::{Metrics, MetricsOptions};
+use crate::metrics::MetricsOptions;
 use crate::server;
 use crate::supervise::supervised;
 
@@ -89,65 +90,75 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         poll_interval: args.default_poll_interval,
     };
     let mut default_credentials = default_credentials(args)?;
-    let mut simulator = None;
-    if let Some(path) = &args.simulator {
-        let instances = load_instances(path)?;
-        let sim_config = SimConfig {
-            instances,
-            ..SimConfig::with_default_keys()
-        };
-        let handle = Simulator::start(sim_config, "127.0.0.1:0".parse()?, clock.clone()).await?;
-        info!(endpoint = %handle.base_url(), "demo mode: DCS simulator started in-process");
-        defaults.endpoint = Some(handle.endpoint());
-        // The simulator's keys are fake; any namespace may use them, only towards it.
-        default_credentials = Some(DefaultCredentials {
-            source: DefaultCredentialsSource::Static(FoundCredentials {
-                credentials: Credentials::access_key(
-                    SimConfig::DEFAULT_ACCESS_KEY,
-                    SecretString::new(SimConfig::DEFAULT_SECRET_KEY),
-                    None,
-                ),
-                project_id: None,
-            }),
-            namespaces: None,
-            for_operator_default_endpoint: true,
-        });
-        simulator = Some(handle);
-    }
-    let cloud_origins: Vec<String> = simulator
-        .iter()
-        .map(|sim: &SimHandle| sim.endpoint().origin())
-        .collect();
+    let mut cloud_origins = Vec::new();
+    let simulator = match &args.simulator {
+        Some(path) => {
+            let handle = start_demo_simulator(path, clock.clone()).await?;
+            defaults.endpoint = Some(handle.endpoint());
+            default_credentials = Some(demo_credentials());
+            // The simulator stands in for a region: its gates are the cloud's.
+            cloud_origins.push(handle.endpoint().origin());
+            Some(handle)
+        }
+        None => None,
+    };
     let identity = args.lease_holder.clone().or_else(host_name);
-    let mut shared = Shared::new(
+    let mut builder = Shared::builder(
         client.clone(),
         dcs,
         clock.clone(),
         defaults,
         CredentialsResolver::new(default_credentials),
-    );
-    shared.selector = args.selector.clone();
-    shared.batching = args.batch_polling;
-    shared.concurrency = args.concurrency;
-    shared.budget = ApiBudget::new(args.api_rate_limit, args.api_burst);
-    shared.namespace_limits =
-        crate::controller::dcs_call::NamespaceLimits::new(usize::from(args.namespace_concurrency));
-    // In demo mode the simulator stands in for a region: its gates are the cloud's.
-    shared.cloud_origins = cloud_origins;
-    shared.recorder = Some(Recorder::new(client, controller::reporter(identity)));
-    shared.metrics = Arc::new(Metrics::with_options(
-        shared.instances.clone(),
-        MetricsOptions {
-            instance_series: args.metrics_instance_series,
-        },
-    ));
+    )
+    .selector(args.selector.clone())
+    .batching(args.batch_polling)
+    .concurrency(args.concurrency)
+    .budget(ApiBudget::new(args.api_rate_limit, args.api_burst))
+    .namespace_limits(NamespaceLimits::new(usize::from(
+        args.namespace_concurrency,
+    )))
+    .cloud_origins(cloud_origins)
+    .recorder(Recorder::new(client, controller::reporter(identity)))
+    .metrics(MetricsOptions {
+        instance_series: args.metrics_instance_series,
+    });
     if args.leader_elect {
-        shared.leader = Arc::new(LeaderGate::elected(clock));
+        builder = builder.leader(Arc::new(LeaderGate::elected(clock)));
     }
     Ok(Operator {
-        shared: Arc::new(shared),
+        shared: Arc::new(builder.build()),
         simulator,
     })
+}
+
+/// Demo mode: the DCS simulator in-process, serving the instances of `path`.
+async fn start_demo_simulator(
+    path: &std::path::Path,
+    clock: SharedClock,
+) -> anyhow::Result<SimHandle> {
+    let sim_config = SimConfig {
+        instances: load_instances(path)?,
+        ..SimConfig::with_default_keys()
+    };
+    let handle = Simulator::start(sim_config, "127.0.0.1:0".parse()?, clock).await?;
+    info!(endpoint = %handle.base_url(), "demo mode: DCS simulator started in-process");
+    Ok(handle)
+}
+
+/// The simulator's keys are fake: any namespace may use them, only towards it.
+fn demo_credentials() -> DefaultCredentials {
+    DefaultCredentials {
+        source: DefaultCredentialsSource::Static(FoundCredentials {
+            credentials: Credentials::access_key(
+                SimConfig::DEFAULT_ACCESS_KEY,
+                SecretString::new(SimConfig::DEFAULT_SECRET_KEY),
+                None,
+            ),
+            project_id: None,
+        }),
+        namespaces: None,
+        for_operator_default_endpoint: true,
+    }
 }
 
 fn host_name() -> Option<String> {
@@ -165,11 +176,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_api_served(&client).await?;
     let operator = build(client.clone(), &args, Arc::new(SystemClock)).await?;
     let shared = operator.shared.clone();
-    let server = tokio::spawn(supervised("metrics_server", shared.metrics.clone(), {
+    let server = tokio::spawn(supervised("metrics_server", shared.metrics().clone(), {
         let (addr, metrics, readiness) = (
             args.metrics_addr,
-            shared.metrics.clone(),
-            shared.readiness.clone(),
+            shared.metrics().clone(),
+            shared.readiness().clone(),
         );
         move || {
             let (metrics, readiness) = (metrics.clone(), readiness.clone());
@@ -182,7 +193,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }));
     // Forget what is kept for DcsInstances and Secrets that are gone, so memory
     // stays flat however many objects come and go.
-    let pruning = tokio::spawn(supervised("pruning", shared.metrics.clone(), {
+    let pruning = tokio::spawn(supervised("pruning", shared.metrics().clone(), {
         let shared = shared.clone();
         move || {
             let shared = shared.clone();
@@ -192,8 +203,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 loop {
                     every.tick().await;
                     // Before the watches have listed, "nothing is live" is not true yet.
-                    if shared.readiness.is_ready() {
-                        shared.prune(&shared.instances.instances());
+                    if shared.readiness().is_ready() {
+                        shared.prune(&shared.instances().instances());
                     }
                 }
             }
@@ -214,7 +225,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.lease_name.clone(),
             namespace,
             identity,
-            shared.leader.clone(),
+            shared.leader().clone(),
         );
         tokio::spawn(async move {
             if let Err(error) = election.await {
@@ -227,7 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     controller::run(
         operator.shared.clone(),
         args.namespaces.clone(),
-        crate::simulate::shutdown_signal(),
+        shutdown_signal(),
     )
     .await;
     if let Some(simulator) = operator.simulator {
@@ -237,4 +248,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     pruning.abort();
     info!("dcs-operator stopped");
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -89,33 +89,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "  admin API: {}/_sim/ (instances, faults, counters)",
         handle.base_url()
     );
-    shutdown_signal().await;
+    crate::run::shutdown_signal().await;
     handle.shutdown().await;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ mod tests {
 
     fn metrics() -> Arc<Metrics> {
         Arc::new(Metrics::new(Arc::new(
-            crate::metrics::InstanceView::default(),
+            crate::controller::store::InstanceView::default(),
         )))
     }
 

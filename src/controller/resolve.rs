@@ -1,13 +1,16 @@
 //! PURE: turns a DcsInstance spec and the operator's defaults into what reconcile
-//! acts on, or an InvalidSpec message that names the field.
+//! acts on, or a [`SpecProblem`] that names the field.
 
 use std::time::Duration;
 
 use crate::crd::DcsInstanceSpec;
 use crate::dcs::Endpoint;
 use crate::duration;
+use crate::plan::SpecProblem;
 
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Longer poll intervals (the schema allows `99999h`) are taken as a day.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a DcsInstance's DCS endpoint comes from decides whether the operator's own
 /// credentials may be sent there.
@@ -41,47 +44,38 @@ pub fn resolve(
     spec: &DcsInstanceSpec,
     name: &str,
     defaults: &SpecDefaults,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, SpecProblem> {
     let (endpoint, endpoint_source) = match (&spec.region, &spec.endpoint) {
-        (Some(_), Some(_)) => {
-            return Err("spec.region and spec.endpoint are both set; set at most one".into());
-        }
+        (Some(_), Some(_)) => return Err(SpecProblem::RegionAndEndpoint),
         (Some(region), None) => (
-            Endpoint::for_region(region).map_err(|e| format!("spec.region: {e}"))?,
+            Endpoint::for_region(region).map_err(SpecProblem::Region)?,
             EndpointSource::Region,
         ),
         (None, Some(url)) => {
-            let endpoint = Endpoint::parse(url).map_err(|e| format!("spec.endpoint: {e}"))?;
+            let endpoint = Endpoint::parse(url).map_err(SpecProblem::Endpoint)?;
             if !endpoint.is_https() && !endpoint.is_loopback() {
-                return Err(
-                    "spec.endpoint: must use https:// (plain http:// only for loopback hosts)"
-                        .into(),
-                );
+                return Err(SpecProblem::PlainHttp);
             }
             (endpoint, EndpointSource::UserSupplied)
         }
         (None, None) => match (&defaults.endpoint, &defaults.region) {
             (Some(endpoint), _) => (endpoint.clone(), EndpointSource::OperatorDefault),
             (None, Some(region)) => (
-                Endpoint::for_region(region).map_err(|e| format!("--default-region: {e}"))?,
+                Endpoint::for_region(region).map_err(SpecProblem::DefaultRegion)?,
                 EndpointSource::Region,
             ),
-            (None, None) => {
-                return Err(
-                    "spec.region or spec.endpoint is required: this operator has no --default-region".into(),
-                );
-            }
+            (None, None) => return Err(SpecProblem::NoRegion),
         },
     };
     let poll_interval = match &spec.poll_interval {
         Some(text) => {
-            let interval = duration::parse(text).map_err(|e| format!("spec.pollInterval: {e}"))?;
+            let interval = duration::parse(text).map_err(SpecProblem::PollInterval)?;
             if interval < MIN_POLL_INTERVAL {
-                return Err(format!(
-                    "spec.pollInterval: {text} is shorter than the minimum of 10s"
-                ));
+                return Err(SpecProblem::PollIntervalTooShort(text.clone()));
             }
-            interval
+            // Far beyond any useful interval; bounded so no date computed from it
+            // lies decades away (a group's poller wakes at least hourly anyway).
+            interval.min(MAX_POLL_INTERVAL)
         }
         None => defaults.poll_interval.max(MIN_POLL_INTERVAL),
     };
@@ -90,9 +84,7 @@ pub fn resolve(
         None => format!("{name}-dcs"),
     };
     if connection_secret_name.len() > crate::crd::MAX_NAME_LENGTH {
-        return Err(format!(
-            "the connection Secret name {connection_secret_name:?} is longer than 253 characters; set spec.connectionSecret.name"
-        ));
+        return Err(SpecProblem::SecretNameTooLong(connection_secret_name));
     }
     Ok(Resolved {
         endpoint,
@@ -150,12 +142,18 @@ mod tests {
         assert!(
             resolve(&s, "c", &defaults())
                 .unwrap_err()
+                .to_string()
                 .contains("spec.endpoint")
         );
         s.endpoint = Some("https://dcs.example.com/".into());
         assert!(resolve(&s, "c", &defaults()).is_ok());
         s.region = Some("cn-north-4".into());
-        assert!(resolve(&s, "c", &defaults()).unwrap_err().contains("both"));
+        assert!(
+            resolve(&s, "c", &defaults())
+                .unwrap_err()
+                .to_string()
+                .contains("both")
+        );
     }
 
     #[test]
@@ -165,6 +163,7 @@ mod tests {
         assert!(
             resolve(&s, "c", &defaults())
                 .unwrap_err()
+                .to_string()
                 .contains("--default-region")
         );
         let with_region = SpecDefaults {
@@ -197,12 +196,14 @@ mod tests {
         assert!(
             resolve(&s, "c", &defaults())
                 .unwrap_err()
+                .to_string()
                 .contains("minimum")
         );
         s.poll_interval = Some("fast".into());
         assert!(
             resolve(&s, "c", &defaults())
                 .unwrap_err()
+                .to_string()
                 .contains("spec.pollInterval")
         );
         s.poll_interval = None;

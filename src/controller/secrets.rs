@@ -1,26 +1,24 @@
-//! Secrets the controller reads (credentials, password) and the one it writes (the
-//! connection Secret), with the ownership rules that keep it from touching
-//! anything it does not own. Every Secret read is in the DcsInstance's namespace.
+//! The Secrets reconcile reads: credentials (a tenant's Secret, or the operator's
+//! own where the admin allows them) and the cache password, each cached by
+//! resourceVersion so data is read only when the metadata watch says it changed.
+//! Every Secret read is in the DcsInstance's namespace.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
-use serde_json::json;
-use tracing::info;
 
 use super::budget::ApiBudget;
 use super::resolve::EndpointSource;
-use super::{FIELD_MANAGER, Result};
+use super::{Error, Result};
 use crate::crd::DcsInstanceSpec;
 use crate::dcs::{Credentials, SecretString};
-use crate::plan::Problem;
-use crate::secret::{controller_uid, is_up_to_date, type_mismatch};
+use crate::plan::{CredentialsProblem, PasswordProblem};
 
 pub const KEY_ACCESS_KEY: &str = "accessKey";
 pub const KEY_SECRET_KEY: &str = "secretKey";
@@ -49,14 +47,14 @@ pub fn valid_access_key(access_key: &str) -> bool {
 /// files of --credentials-dir).
 pub fn parse_credentials(
     get: impl Fn(&str) -> Option<String>,
-    source: &str,
-) -> Result<FoundCredentials, Problem> {
+    origin: &str,
+) -> Result<FoundCredentials, CredentialsProblem> {
     let read = |key: &str| {
         get(key)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let missing = |message: String| Err(Problem::CredentialsNotFound(message));
+    let origin = origin.to_string();
     let project_id = read(KEY_PROJECT_ID);
     let credentials = match (
         read(KEY_ACCESS_KEY),
@@ -64,30 +62,30 @@ pub fn parse_credentials(
         read(KEY_AUTH_TOKEN),
     ) {
         (Some(ak), Some(_), _) if !valid_access_key(&ak) => {
-            // Never the value: it may be a secret pasted into the wrong key.
-            return Err(Problem::CredentialsInvalid(format!(
-                "{source}: {KEY_ACCESS_KEY} must be 1 to {MAX_ACCESS_KEY_LENGTH} letters and digits"
-            )));
+            return Err(CredentialsProblem::InvalidAccessKey {
+                origin,
+                max: MAX_ACCESS_KEY_LENGTH,
+            });
         }
         (Some(ak), Some(sk), _) => {
             Credentials::access_key(ak, sk, read(KEY_SECURITY_TOKEN).map(SecretString::new))
         }
         (None, None, Some(token)) => Credentials::Token(SecretString::new(token)),
         (Some(_), None, _) => {
-            return missing(format!(
-                "{source} has {KEY_ACCESS_KEY} but no {KEY_SECRET_KEY}"
-            ));
+            return Err(CredentialsProblem::KeyMissing {
+                origin,
+                present: KEY_ACCESS_KEY,
+                missing: KEY_SECRET_KEY,
+            });
         }
         (None, Some(_), _) => {
-            return missing(format!(
-                "{source} has {KEY_SECRET_KEY} but no {KEY_ACCESS_KEY}"
-            ));
+            return Err(CredentialsProblem::KeyMissing {
+                origin,
+                present: KEY_SECRET_KEY,
+                missing: KEY_ACCESS_KEY,
+            });
         }
-        (None, None, None) => {
-            return missing(format!(
-                "{source} has neither {KEY_ACCESS_KEY} and {KEY_SECRET_KEY} nor {KEY_AUTH_TOKEN}"
-            ));
-        }
+        (None, None, None) => return Err(CredentialsProblem::NoKeys { origin }),
     };
     Ok(FoundCredentials {
         credentials,
@@ -125,7 +123,7 @@ pub struct DefaultCredentials {
 }
 
 impl DefaultCredentials {
-    fn load(&self) -> Result<FoundCredentials, Problem> {
+    fn load(&self) -> Result<FoundCredentials, CredentialsProblem> {
         match &self.source {
             DefaultCredentialsSource::Static(found) => Ok(found.clone()),
             DefaultCredentialsSource::Directory(dir) => parse_credentials(
@@ -136,8 +134,11 @@ impl DefaultCredentials {
     }
 }
 
+/// What a credentials lookup found: credentials, or why there are none.
+pub type CredentialsLookup = Result<FoundCredentials, CredentialsProblem>;
+
 /// (namespace, Secret name) -> (resourceVersion, what its data parsed into).
-type CredentialsCache = HashMap<(String, String), (String, Result<FoundCredentials, Problem>)>;
+type CredentialsCache = HashMap<(String, String), (String, CredentialsLookup)>;
 
 /// Reads credentials for a DcsInstance, caching each Secret's parsed data by its
 /// resourceVersion (the metadata watch tells when it changed, so data is read only
@@ -164,7 +165,7 @@ impl CredentialsResolver {
         endpoint_source: &EndpointSource,
         budget: &ApiBudget,
         metadata: Option<&Store<PartialObjectMeta<Secret>>>,
-    ) -> Result<Result<FoundCredentials, Problem>> {
+    ) -> Result<CredentialsLookup> {
         let Some(reference) = &spec.credentials_secret_ref else {
             return Ok(self.defaults_for(namespace, endpoint_source));
         };
@@ -177,12 +178,19 @@ impl CredentialsResolver {
             return Ok(parsed.clone());
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let Some(secret) = api.get_opt(&reference.name).await? else {
+        let secret =
+            api.get_opt(&reference.name)
+                .await
+                .map_err(|source| Error::ReadCredentials {
+                    name: reference.name.clone(),
+                    source,
+                })?;
+        let Some(secret) = secret else {
             self.lock().remove(&cache_key);
-            return Ok(Err(Problem::CredentialsNotFound(format!(
-                "the credentials Secret {} does not exist in namespace {namespace}",
-                reference.name
-            ))));
+            return Ok(Err(CredentialsProblem::SecretMissing {
+                name: reference.name.clone(),
+                namespace: namespace.to_string(),
+            }));
         };
         let parsed = parse_credentials(
             |key| secret_text(&secret, key),
@@ -208,17 +216,9 @@ impl CredentialsResolver {
         Ok(parsed)
     }
 
-    fn defaults_for(
-        &self,
-        namespace: &str,
-        endpoint_source: &EndpointSource,
-    ) -> Result<FoundCredentials, Problem> {
-        let refuse = |why: String| Err(Problem::CredentialsNotFound(why));
+    fn defaults_for(&self, namespace: &str, endpoint_source: &EndpointSource) -> CredentialsLookup {
         let Some(defaults) = &self.defaults else {
-            return refuse(
-                "spec.credentialsSecretRef is required: this operator has no default credentials"
-                    .into(),
-            );
+            return Err(CredentialsProblem::NoDefaults);
         };
         let endpoint_allowed = match endpoint_source {
             EndpointSource::Region => true,
@@ -226,15 +226,13 @@ impl CredentialsResolver {
             EndpointSource::UserSupplied => false,
         };
         if !endpoint_allowed {
-            return refuse(
-                "spec.credentialsSecretRef is required with spec.endpoint: the operator's own credentials are only sent to region endpoints".into(),
-            );
+            return Err(CredentialsProblem::DefaultsNotForEndpoint);
         }
         if let Some(allowed) = &defaults.namespaces
             && !allowed.iter().any(|ns| ns == namespace)
         {
-            return refuse(format!(
-                "spec.credentialsSecretRef is required: the operator's default credentials are not allowed in namespace {namespace}"
+            return Err(CredentialsProblem::DefaultsNotInNamespace(
+                namespace.to_string(),
             ));
         }
         defaults.load()
@@ -272,8 +270,11 @@ fn known_version(
         .and_then(|meta| meta.resource_version())
 }
 
+/// What a password lookup found: the value, or why there is none.
+pub type PasswordLookup = Result<SecretString, PasswordProblem>;
+
 /// (namespace, Secret name, key) -> (resourceVersion, the value or why there is none).
-type PasswordCache = HashMap<(String, String, String), (String, Result<SecretString, String>)>;
+type PasswordCache = HashMap<(String, String, String), (String, PasswordLookup)>;
 
 /// Reads passwords (one key of a Secret in the DcsInstance's namespace), re-reading a
 /// Secret only when the metadata watch says it changed.
@@ -304,7 +305,7 @@ impl PasswordReader {
         self.len() == 0
     }
 
-    /// `Ok(Err(message))` when the Secret or the key is missing.
+    /// `Ok(Err(problem))` when the Secret or the key is missing.
     pub async fn read(
         &self,
         client: &Client,
@@ -312,7 +313,7 @@ impl PasswordReader {
         name: &str,
         key: &str,
         metadata: Option<&Store<PartialObjectMeta<Secret>>>,
-    ) -> Result<Result<SecretString, String>> {
+    ) -> Result<PasswordLookup> {
         let cache_key = (namespace.to_string(), name.to_string(), key.to_string());
         if let Some(version) = known_version(metadata, namespace, name)
             && let Some((cached_version, value)) = self.lock().get(&cache_key)
@@ -321,15 +322,26 @@ impl PasswordReader {
             return Ok(value.clone());
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let Some(secret) = api.get_opt(name).await? else {
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::ReadPassword {
+                name: name.to_string(),
+                source,
+            })?;
+        let Some(secret) = secret else {
             self.lock().remove(&cache_key);
-            return Ok(Err(format!(
-                "the password Secret {name} does not exist in namespace {namespace}"
-            )));
+            return Ok(Err(PasswordProblem::SecretMissing {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+            }));
         };
         let value = secret_text(&secret, key)
             .map(SecretString::new)
-            .ok_or_else(|| format!("the password Secret {name} has no key {key}"));
+            .ok_or_else(|| PasswordProblem::KeyMissing {
+                name: name.to_string(),
+                key: key.to_string(),
+            });
         self.lock().insert(
             cache_key,
             (secret.resource_version().unwrap_or_default(), value.clone()),
@@ -347,104 +359,6 @@ pub fn references(spec: &DcsInstanceSpec, secret_name: &str) -> bool {
             .password_secret_ref
             .as_ref()
             .is_some_and(|r| r.name == secret_name)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretOutcome {
-    Unchanged,
-    Created,
-    Patched,
-    Conflict(String),
-    /// The data is right, but the Secret's immutable `type` is not what the operator
-    /// creates: reported, never patched.
-    TypeMismatch(String),
-}
-
-/// Makes the connection Secret hold `desired`. Ownership is checked against the API
-/// server, never only a cache: a Secret whose controller is not this DcsInstance is
-/// never touched. Creation is a POST (fails if one appeared meanwhile); updates are
-/// merge patches carrying the uid and resourceVersion they were based on.
-pub async fn ensure_connection_secret(
-    shared: &super::Shared,
-    owned: Option<&Store<Secret>>,
-    namespace: &str,
-    desired: &Secret,
-    owner_uid: &str,
-) -> Result<SecretOutcome> {
-    let name = desired.name_any();
-    if let Some(cached) =
-        owned.and_then(|store| store.get(&ObjectRef::new(&name).within(namespace)))
-        && controller_uid(&cached) == Some(owner_uid)
-        && is_up_to_date(&cached, desired)
-    {
-        return Ok(match type_mismatch(&cached, desired) {
-            Some(message) => SecretOutcome::TypeMismatch(message),
-            None => SecretOutcome::Unchanged,
-        });
-    }
-    let api: Api<Secret> = Api::namespaced(shared.client.clone(), namespace);
-    let existing = api.get_opt(&name).await?;
-    match existing {
-        None => {
-            shared.check_write()?;
-            api.create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..PostParams::default()
-                },
-                desired,
-            )
-            .await?;
-            shared.metrics.write("secret_create");
-            info!(secret = %name, "connection Secret created");
-            Ok(SecretOutcome::Created)
-        }
-        Some(existing) if controller_uid(&existing) != Some(owner_uid) => {
-            Ok(SecretOutcome::Conflict(format!(
-                "the Secret {name} already exists and is not controlled by this DcsInstance; it is left untouched (choose another spec.connectionSecret.name or delete it)"
-            )))
-        }
-        Some(existing) if is_up_to_date(&existing, desired) => {
-            Ok(match type_mismatch(&existing, desired) {
-                Some(message) => SecretOutcome::TypeMismatch(message),
-                None => SecretOutcome::Unchanged,
-            })
-        }
-        Some(existing) => {
-            let mut data = serde_json::Map::new();
-            for key in existing.data.iter().flatten().map(|(k, _)| k) {
-                data.insert(key.clone(), serde_json::Value::Null);
-            }
-            for (key, value) in desired.data.iter().flatten() {
-                data.insert(key.clone(), serde_json::to_value(value)?);
-            }
-            let patch = json!({
-                "metadata": {
-                    "uid": existing.uid(),
-                    "resourceVersion": existing.resource_version(),
-                    "labels": desired.metadata.labels,
-                    "ownerReferences": desired.metadata.owner_references,
-                },
-                "data": data,
-            });
-            shared.check_write()?;
-            api.patch(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(&patch),
-            )
-            .await?;
-            shared.metrics.write("secret_patch");
-            info!(secret = %name, "connection Secret updated");
-            Ok(match type_mismatch(&existing, desired) {
-                Some(message) => SecretOutcome::TypeMismatch(message),
-                None => SecretOutcome::Patched,
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -470,7 +384,7 @@ mod tests {
         assert_eq!(ak.project_id.as_deref(), Some("p"));
         let token = parse_credentials(map(&[("authToken", "T")]), "s").unwrap();
         assert!(matches!(token.credentials, Credentials::Token(_)));
-        let message = |problem: Problem| problem.message().to_string();
+        let message = |problem: CredentialsProblem| problem.to_string();
         assert!(
             message(parse_credentials(map(&[("accessKey", "AK")]), "s").unwrap_err())
                 .contains("secretKey")
@@ -482,9 +396,10 @@ mod tests {
         for bad in ["AK-1", "AK 1", "ÄK", &"A".repeat(129), "AK\nX"] {
             let refused =
                 parse_credentials(map(&[("accessKey", bad), ("secretKey", "S")]), "s").unwrap_err();
-            assert_eq!(refused.reason(), "CredentialsInvalid");
-            assert!(refused.message().contains("accessKey"));
-            assert!(!refused.message().contains(bad), "never the value");
+            let problem = crate::plan::Problem::Credentials(refused.clone());
+            assert_eq!(problem.reason(), crate::plan::reasons::CREDENTIALS_INVALID);
+            assert!(refused.to_string().contains("accessKey"));
+            assert!(!refused.to_string().contains(bad), "never the value");
         }
         assert!(
             parse_credentials(

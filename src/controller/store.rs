@@ -1,11 +1,16 @@
 //! The shared observation store: DCS answers keyed by endpoint, project, credentials
-//! fingerprint and instance, filled by ShowInstance calls and by batch list calls.
+//! fingerprint and instance, filled by ShowInstance calls and by batch list calls;
+//! and the [`InstanceView`] over the watch caches that metrics and pruning read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
 use chrono::{DateTime, Utc};
 
+use crate::crd::DcsInstance;
 use crate::dcs::{DcsError, Instance, StatusClass};
 use crate::plan::Observation;
 
@@ -235,6 +240,61 @@ impl ObservationStore {
         drop(keys);
         self.lock().retain(|key, _| used.contains(key));
         self.wanted().retain(|key| used.contains(key));
+    }
+}
+
+/// What the per-instance gauges read at scrape time: the DcsInstance watch caches
+/// (one per served namespace) and the observation store.
+#[derive(Default)]
+pub struct InstanceView {
+    stores: Mutex<Vec<Store<DcsInstance>>>,
+    pub observations: Arc<ObservationStore>,
+}
+
+impl std::fmt::Debug for InstanceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstanceView")
+    }
+}
+
+impl InstanceView {
+    pub fn new(observations: Arc<ObservationStore>) -> Self {
+        Self {
+            stores: Mutex::default(),
+            observations,
+        }
+    }
+
+    /// Whether a DcsInstance is still in any watch cache.
+    /// (With no watch cache registered, as in unit tests, everything counts as alive.)
+    pub fn contains(&self, object: &kube::runtime::reflector::ObjectRef<DcsInstance>) -> bool {
+        let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        stores.is_empty() || stores.iter().any(|store| store.get(object).is_some())
+    }
+
+    /// The uids of every DcsInstance in the watch caches.
+    pub fn uids(&self) -> std::collections::HashSet<String> {
+        self.instances()
+            .iter()
+            .filter_map(|obj| obj.uid())
+            .collect()
+    }
+
+    pub fn add_store(&self, store: Store<DcsInstance>) {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(store);
+    }
+
+    /// Every DcsInstance in the watch caches.
+    pub fn instances(&self) -> Vec<Arc<DcsInstance>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|store| store.state())
+            .collect()
     }
 }
 

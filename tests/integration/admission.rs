@@ -466,7 +466,7 @@ fn reconcile_refuses_what_admission_lets_through() {
         let spec = DcsInstanceSpec::deserialize(&object["spec"]).unwrap();
         let error = resolve(&spec, "cache", &defaults).unwrap_err();
         assert!(
-            error.contains(field),
+            error.to_string().contains(field),
             "{fields}: {error:?} does not name {field}"
         );
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller::resolve::SpecDefaults;
 use dcs_operator::controller::secrets::CredentialsResolver;
-use dcs_operator::controller::{Context, Shared, reconcile};
+use dcs_operator::controller::{Context, Shared, SharedBuilder, reconcile};
 use dcs_operator::crd::{DcsInstance, DcsInstanceSpec, DcsInstanceStatus, LocalSecretReference};
 use dcs_operator::dcs::sim::{SimConfig, SimHandle, SimInstance, Simulator};
 use dcs_operator::dcs::{ClientConfig, DcsClient};
@@ -121,6 +121,8 @@ pub(crate) struct Harness {
     pub(crate) ctx: Arc<Context>,
     pub(crate) handle: ApiServerHandle,
     pub(crate) sim: SimHandle,
+    client: Client,
+    clock: dcs_operator::clock::SharedClock,
 }
 
 pub(crate) async fn harness() -> Harness {
@@ -128,32 +130,190 @@ pub(crate) async fn harness() -> Harness {
 }
 
 pub(crate) async fn harness_with_clock(clock: dcs_operator::clock::SharedClock) -> Harness {
-    harness_with(clock, |_| {}).await
+    harness_with(clock, |builder| builder).await
 }
 
 /// A harness whose Shared is adjusted (leader gate, recorder) before use.
 pub(crate) async fn harness_with(
     clock: dcs_operator::clock::SharedClock,
-    configure: impl FnOnce(&mut Shared),
+    configure: impl FnOnce(SharedBuilder) -> SharedBuilder,
 ) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let sim = simulator().await;
-    let mut shared = Shared::new(
+    let mut h = Harness {
+        ctx: Arc::new(Context::new(Arc::new(
+            shared_builder(&client, &clock).build(),
+        ))),
+        handle,
+        sim,
         client,
-        DcsClient::new(ClientConfig::default(), clock.clone()).unwrap(),
         clock,
+    };
+    h.ctx = h.fresh_context(configure);
+    h
+}
+
+fn shared_builder(client: &Client, clock: &dcs_operator::clock::SharedClock) -> SharedBuilder {
+    Shared::builder(
+        client.clone(),
+        DcsClient::new(ClientConfig::default(), clock.clone()).unwrap(),
+        clock.clone(),
         SpecDefaults {
             poll_interval: Duration::from_secs(60),
             ..SpecDefaults::default()
         },
         CredentialsResolver::new(None),
-    );
-    configure(&mut shared);
-    Harness {
-        ctx: Arc::new(Context::new(Arc::new(shared))),
-        handle,
-        sim,
+    )
+}
+
+impl Harness {
+    /// A new Shared on the same mocked API server: empty stores and caches (as after
+    /// a restart, or a poll interval later), configured by `configure`.
+    pub(crate) fn fresh_context(
+        &self,
+        configure: impl FnOnce(SharedBuilder) -> SharedBuilder,
+    ) -> Arc<Context> {
+        let shared = configure(shared_builder(&self.client, &self.clock)).build();
+        Arc::new(Context::new(Arc::new(shared)))
+    }
+
+    /// This harness's Shared with warm watch caches: the owned-Secret cache holding
+    /// `secret` as the watch delivers it (a digest of its data), and the metadata
+    /// cache holding the credentials Secret and `others`.
+    pub(crate) fn with_warm_caches(&self, secret: &Secret, others: &[&Secret]) -> Arc<Context> {
+        let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
+        let slim = dcs_operator::connection_secret::slim_for_cache(secret)
+            .expect("a connection Secret this DcsInstance controls");
+        owned_writer.apply_watcher_event(&watcher::Event::Apply(slim));
+        let (metadata_reader, mut metadata_writer) = reflector::store();
+        for meta in std::iter::once(&credentials_secret())
+            .chain(others.iter().copied())
+            .map(|s| s.metadata.clone())
+        {
+            metadata_writer.apply_watcher_event(&watcher::Event::Apply(
+                meta.into_response_partial::<Secret>(),
+            ));
+        }
+        Arc::new(Context {
+            shared: self.ctx.shared.clone(),
+            owned_secrets: Some(owned_reader),
+            secret_metadata: Some(metadata_reader),
+        })
+    }
+
+    /// Reconciles `obj` in the background; the mocked API server answers with
+    /// [`Harness::server`], then the task is awaited.
+    pub(crate) fn start(
+        &self,
+        obj: DcsInstance,
+    ) -> tokio::task::JoinHandle<dcs_operator::controller::Result<kube::runtime::controller::Action>>
+    {
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move { reconcile(Arc::new(obj), ctx).await })
+    }
+
+    /// The chainable verifier of the requests one reconcile makes.
+    pub(crate) fn server(&mut self) -> ApiServerVerifier<'_> {
+        ApiServerVerifier {
+            handle: &mut self.handle,
+            created: None,
+            applied: None,
+        }
+    }
+}
+
+/// The mocked API server, expecting requests in order and answering them
+/// (the kube-rs controller-rs ApiServerVerifier pattern), chainable:
+/// `h.server().credentials_read().await.secret_absent().await.secret_created().await.status_applied().await`.
+pub(crate) struct ApiServerVerifier<'a> {
+    handle: &'a mut ApiServerHandle,
+    /// The Secret the operator created, as posted.
+    pub(crate) created: Option<Value>,
+    /// The last status the operator applied (the whole apply body).
+    pub(crate) applied: Option<Value>,
+}
+
+impl ApiServerVerifier<'_> {
+    /// The credentials Secret is read; it holds the good keys.
+    pub(crate) async fn credentials_read(self) -> Self {
+        self.credentials_read_as(&credentials_secret()).await
+    }
+
+    /// The credentials Secret is read; it holds `secret`.
+    pub(crate) async fn credentials_read_as(self, secret: &Secret) -> Self {
+        let (_, send) = expect(self.handle, "GET", &format!("{SECRETS}/creds")).await;
+        respond(send, 200, serde_json::to_value(secret).unwrap());
+        self
+    }
+
+    /// The credentials Secret is read; there is none.
+    pub(crate) async fn credentials_absent(self) -> Self {
+        let (_, send) = expect(self.handle, "GET", &format!("{SECRETS}/creds")).await;
+        respond(send, 404, not_found("creds"));
+        self
+    }
+
+    /// The password Secret `pw` is read; it is `secret`.
+    pub(crate) async fn password_read(self, secret: &Secret) -> Self {
+        let (_, send) = expect(self.handle, "GET", &format!("{SECRETS}/pw")).await;
+        respond(send, 200, serde_json::to_value(secret).unwrap());
+        self
+    }
+
+    /// The connection Secret is read; there is none.
+    pub(crate) async fn secret_absent(self) -> Self {
+        let (_, send) = expect(self.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+        respond(send, 404, not_found("cache-dcs"));
+        self
+    }
+
+    /// The connection Secret is read; it is `secret`.
+    pub(crate) async fn secret_read(self, secret: &Secret) -> Self {
+        let (_, send) = expect(self.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+        respond(send, 200, serde_json::to_value(secret).unwrap());
+        self
+    }
+
+    /// The connection Secret is created by POST; kept in `created`.
+    pub(crate) async fn secret_created(mut self) -> Self {
+        let (request, send) = expect(self.handle, "POST", SECRETS).await;
+        let created = body_json(request).await;
+        respond(send, 201, created.clone());
+        self.created = Some(created);
+        self
+    }
+
+    /// The status is applied at `STATUS` (server-side apply, forced, our field
+    /// manager); kept in `applied`.
+    pub(crate) async fn status_applied(self) -> Self {
+        self.status_applied_at(STATUS).await
+    }
+
+    pub(crate) async fn status_applied_at(mut self, path: &str) -> Self {
+        let (request, send) = expect(self.handle, "PATCH", path).await;
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(query.contains("fieldManager=dcs-operator"), "{query}");
+        assert!(query.contains("force=true"), "{query}");
+        let applied = body_json(request).await;
+        let mut echoed = applied.clone();
+        echoed["metadata"] =
+            json!({"name": path.trim_end_matches("/status").rsplit('/').next(), "namespace": NS});
+        echoed["spec"] = json!({"instanceId": INSTANCE});
+        respond(send, 200, echoed);
+        self.applied = Some(applied);
+        self
+    }
+
+    /// The applied status, typed.
+    pub(crate) fn status(&self) -> DcsInstanceStatus {
+        let applied = self.applied.as_ref().expect("a status was applied");
+        serde_json::from_value(applied["status"].clone()).unwrap()
+    }
+
+    /// The created Secret, typed.
+    pub(crate) fn secret(&self) -> Secret {
+        serde_json::from_value(self.created.clone().expect("a Secret was created")).unwrap()
     }
 }
 
@@ -197,27 +357,6 @@ pub(crate) async fn body_json(request: Request<Body>) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// Answers the credentials Secret read with the good keys.
-pub(crate) async fn answer_credentials(handle: &mut ApiServerHandle) {
-    let (_, send) = expect(handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(credentials_secret()).unwrap(),
-    );
-}
-
-/// Answers a status patch at `path` and returns what was applied.
-pub(crate) async fn answer_status(handle: &mut ApiServerHandle, path: &str) -> Value {
-    let (request, send) = expect(handle, "PATCH", path).await;
-    let applied = body_json(request).await;
-    let mut echoed = applied.clone();
-    echoed["metadata"] = json!({"name": "cache", "namespace": NS});
-    echoed["spec"] = json!({"instanceId": INSTANCE});
-    respond(send, 200, echoed);
-    applied
-}
-
 /// One condition of an applied status.
 pub(crate) fn condition_in(applied: &Value, type_: &str) -> Value {
     applied["status"]["conditions"]
@@ -245,33 +384,20 @@ pub(crate) const STATUS: &str =
 /// The first reconcile: credentials read, one DCS call, Secret created by POST, status applied.
 /// Returns the applied status and the created Secret.
 pub(crate) async fn first_reconcile(h: &mut Harness) -> (DcsInstanceStatus, Secret) {
-    let obj = Arc::new(dcs_instance(&h.sim, None));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
-    respond(send, 404, not_found("cache-dcs"));
-    let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
-    let created = body_json(request).await;
-    respond(send, 201, created.clone());
-    let (request, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    assert!(
-        request
-            .uri()
-            .query()
-            .unwrap()
-            .contains("fieldManager=dcs-operator")
-    );
-    assert!(request.uri().query().unwrap().contains("force=true"));
-    let applied = body_json(request).await;
-    let mut echoed = serde_json::to_value(dcs_instance(&h.sim, None)).unwrap();
-    echoed["status"] = applied["status"].clone();
-    respond(send, 200, echoed);
+    let task = h.start(dcs_instance(&h.sim, None));
+    let done = h
+        .server()
+        .credentials_read()
+        .await
+        .secret_absent()
+        .await
+        .secret_created()
+        .await
+        .status_applied()
+        .await;
+    let result = (done.status(), done.secret());
     task.await.unwrap().unwrap();
-    (
-        serde_json::from_value(applied["status"].clone()).unwrap(),
-        serde_json::from_value(created).unwrap(),
-    )
+    result
 }
 
 #[tokio::test]
@@ -304,23 +430,12 @@ async fn first_reconcile_creates_the_secret_and_applies_status() {
 async fn unchanged_means_no_write_and_own_writes_cost_no_dcs_call() {
     let mut h = harness().await;
     let (status, secret) = first_reconcile(&mut h).await;
-    // The watches now hold what we wrote: the owned Secret and the credentials' metadata.
-    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
+    // The watches now hold what we wrote: the owned Secret and the credentials'
+    // metadata; the credentials cache is warm from the first reconcile (same
+    // resourceVersion 7).
     let mut stored_secret = secret.clone();
     stored_secret.metadata.resource_version = Some("200".into());
-    owned_writer.apply_watcher_event(&watcher::Event::Apply(stored_secret));
-    let (metadata_reader, mut metadata_writer) = reflector::store();
-    metadata_writer.apply_watcher_event(&watcher::Event::Apply(
-        credentials_secret()
-            .metadata
-            .into_response_partial::<Secret>(),
-    ));
-    // The credentials cache is warm from the first reconcile (same resourceVersion 7).
-    let ctx = Arc::new(Context {
-        shared: h.ctx.shared.clone(),
-        owned_secrets: Some(owned_reader),
-        secret_metadata: Some(metadata_reader),
-    });
+    let ctx = h.with_warm_caches(&stored_secret, &[]);
     // Reconciles triggered by our own status and Secret writes: ten of them.
     for _ in 0..10 {
         let obj = Arc::new(dcs_instance(&h.sim, Some(status.clone())));
@@ -338,12 +453,12 @@ async fn unchanged_means_no_write_and_own_writes_cost_no_dcs_call() {
 async fn without_caches_an_unchanged_secret_is_read_but_never_written() {
     let mut h = harness().await;
     let (status, secret) = first_reconcile(&mut h).await;
-    let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
-    respond(send, 200, serde_json::to_value(secret).unwrap());
+    let task = h.start(dcs_instance(&h.sim, Some(status)));
+    h.server()
+        .credentials_read()
+        .await
+        .secret_read(&secret)
+        .await;
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
 }
@@ -356,23 +471,18 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
     set.insert("ip".into(), json!("192.168.3.200"));
     assert!(h.sim.state().update_instance(PROJECT, INSTANCE, set));
     // A fresh store means the next reconcile observes again (as after a poll interval).
-    let shared = Arc::new(Shared::new(
-        h.ctx.shared.client.clone(),
-        h.ctx.shared.dcs.clone(),
-        Arc::new(SystemClock),
-        h.ctx.shared.defaults.clone(),
-        CredentialsResolver::new(None),
-    ));
-    let ctx = Arc::new(Context::new(shared));
-    let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    h.ctx = h.fresh_context(|builder| builder);
+    let task = h.start(dcs_instance(&h.sim, Some(status)));
     let mut existing = secret.clone();
     existing.metadata.uid = Some("secret-uid".into());
     existing.metadata.resource_version = Some("200".into());
-    respond(send, 200, serde_json::to_value(&existing).unwrap());
-    let (request, send) = expect(&mut h.handle, "PATCH", &format!("{SECRETS}/cache-dcs")).await;
+    let server = h
+        .server()
+        .credentials_read()
+        .await
+        .secret_read(&existing)
+        .await;
+    let (request, send) = expect(server.handle, "PATCH", &format!("{SECRETS}/cache-dcs")).await;
     let patch = body_json(request).await;
     // Optimistic concurrency: the patch names the uid and resourceVersion it was based on.
     assert_eq!(patch["metadata"]["uid"], "secret-uid");
@@ -382,8 +492,8 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
         json!(ByteString(b"192.168.3.200".to_vec()))
     );
     respond(send, 200, serde_json::to_value(&existing).unwrap());
-    let applied = answer_status(&mut h.handle, STATUS).await;
-    assert_eq!(applied["status"]["ip"], "192.168.3.200");
+    let server = server.status_applied().await;
+    assert_eq!(server.status().ip.as_deref(), Some("192.168.3.200"));
 
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
@@ -392,11 +502,7 @@ async fn an_ip_change_patches_the_secret_and_status_once() {
 #[tokio::test]
 async fn a_foreign_secret_is_never_touched() {
     let mut h = harness().await;
-    let obj = Arc::new(dcs_instance(&h.sim, None));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
+    let task = h.start(dcs_instance(&h.sim, None));
     let foreign = Secret {
         metadata: ObjectMeta {
             name: Some("cache-dcs".into()),
@@ -406,9 +512,16 @@ async fn a_foreign_secret_is_never_touched() {
         },
         ..Secret::default()
     };
-    respond(send, 200, serde_json::to_value(foreign).unwrap());
     // No POST, no PATCH of the Secret: straight to status.
-    let applied = answer_status(&mut h.handle, STATUS).await;
+    let server = h
+        .server()
+        .credentials_read()
+        .await
+        .secret_read(&foreign)
+        .await
+        .status_applied()
+        .await;
+    let applied = server.applied.clone().unwrap();
     let ready = condition_in(&applied, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "SecretConflict");
@@ -421,12 +534,9 @@ async fn a_foreign_secret_is_never_touched() {
 #[tokio::test]
 async fn missing_credentials_secret_says_so_and_calls_no_dcs() {
     let mut h = harness().await;
-    let obj = Arc::new(dcs_instance(&h.sim, None));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(send, 404, not_found("creds"));
-    let applied = answer_status(&mut h.handle, STATUS).await;
+    let task = h.start(dcs_instance(&h.sim, None));
+    let server = h.server().credentials_absent().await.status_applied().await;
+    let applied = server.applied.clone().unwrap();
     let conditions = applied["status"]["conditions"].as_array().unwrap();
     for type_ in ["Ready", "Synced"] {
         let c = conditions.iter().find(|c| c["type"] == type_).unwrap();
@@ -453,15 +563,17 @@ async fn wrong_secret_key_is_tried_once_per_five_minutes_across_instances() {
         // Different DcsInstances (and namespaces' worth of objects) share one access key.
         obj.meta_mut().name = Some(format!("cache{round}"));
         obj.meta_mut().uid = Some(format!("uid-{round}"));
-        let ctx = h.ctx.clone();
-        let task = tokio::spawn(async move { reconcile(Arc::new(obj), ctx).await });
-        let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-        respond(send, 200, serde_json::to_value(&wrong).unwrap());
+        let task = h.start(obj);
         let status_path = format!(
             "/apis/dcs.operator.dev/v1alpha1/namespaces/default/dcsinstances/cache{round}/status"
         );
-        let applied = answer_status(&mut h.handle, &status_path).await;
-        let synced = condition_in(&applied, "Synced");
+        let server = h
+            .server()
+            .credentials_read_as(&wrong)
+            .await
+            .status_applied_at(&status_path)
+            .await;
+        let synced = condition_in(server.applied.as_ref().unwrap(), "Synced");
         assert_eq!(synced["reason"], "Unauthorized");
 
         task.await.unwrap().unwrap();
@@ -480,58 +592,29 @@ async fn poll_ticks_follow_the_injected_clock() {
     let clock = dcs_operator::clock::ManualClock::new(chrono::Utc::now());
     let mut h = harness_with_clock(Arc::new(clock.clone())).await;
     let (status, secret) = first_reconcile(&mut h).await;
-    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
-    owned_writer.apply_watcher_event(&watcher::Event::Apply(secret));
-    let (metadata_reader, mut metadata_writer) = reflector::store();
-    metadata_writer.apply_watcher_event(&watcher::Event::Apply(
-        credentials_secret()
-            .metadata
-            .into_response_partial::<Secret>(),
-    ));
-    let ctx = Arc::new(Context {
-        shared: h.ctx.shared.clone(),
-        owned_secrets: Some(owned_reader),
-        secret_metadata: Some(metadata_reader),
-    });
+    let ctx = h.with_warm_caches(&secret, &[]);
     let calls = || h.sim.state().counters().requests_for("show_v1");
-    // Within the 60 s poll interval (plus at most 6 s of jitter): no DCS call.
-    for step in [10, 10, 9] {
-        clock.advance(chrono::TimeDelta::seconds(step));
+    let tick = |advance: i64| {
+        clock.advance(chrono::TimeDelta::seconds(advance));
         reconcile(
             Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
             ctx.clone(),
         )
-        .await
-        .unwrap();
+    };
+    // Within the 60 s poll interval (plus at most 6 s of jitter): no DCS call.
+    for step in [10, 10, 9] {
+        tick(step).await.unwrap();
     }
     assert_eq!(calls(), 1);
-    clock.advance(chrono::TimeDelta::seconds(30)); // 59 s after the first observation
-    reconcile(
-        Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    tick(30).await.unwrap(); // 59 s after the first observation
     assert_eq!(calls(), 1);
-    clock.advance(chrono::TimeDelta::seconds(8)); // 67 s: due
-    reconcile(
-        Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    tick(8).await.unwrap(); // 67 s: due
     assert_eq!(calls(), 2);
     // Nothing changed in DCS: the due poll wrote nothing to Kubernetes.
     expect_nothing_more(&mut h.handle).await;
     // Five more ticks: one DCS call each, still no writes.
     for _ in 0..5 {
-        clock.advance(chrono::TimeDelta::seconds(67));
-        reconcile(
-            Arc::new(dcs_instance(&h.sim, Some(status.clone()))),
-            ctx.clone(),
-        )
-        .await
-        .unwrap();
+        tick(67).await.unwrap();
     }
     assert_eq!(calls(), 7);
     expect_nothing_more(&mut h.handle).await;
@@ -559,20 +642,21 @@ async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
         ),
         ..Secret::default()
     };
-    let ctx = h.ctx.clone();
-    let first = Arc::new(obj.clone());
-    let task = tokio::spawn(async move { reconcile(first, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/pw")).await;
-    respond(send, 200, serde_json::to_value(&password_secret).unwrap());
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
-    respond(send, 404, not_found("cache-dcs"));
-    let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
-    let created = body_json(request).await;
-    respond(send, 201, created.clone());
-    let applied = answer_status(&mut h.handle, STATUS).await;
+    let task = h.start(obj.clone());
+    let server = h
+        .server()
+        .credentials_read()
+        .await
+        .password_read(&password_secret)
+        .await
+        .secret_absent()
+        .await
+        .secret_created()
+        .await
+        .status_applied()
+        .await;
     task.await.unwrap().unwrap();
-    let secret: Secret = serde_json::from_value(created).unwrap();
+    let (secret, applied) = (server.secret(), server.applied.clone().unwrap());
     let data = secret.data.clone().unwrap();
     assert_eq!(data["password"].0, b"s3cr3t/pw");
     assert_eq!(data["uri"].0, b"redis://:s3cr3t%2Fpw@192.168.3.100:6379");
@@ -582,22 +666,7 @@ async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
     );
 
     // The watches hold both Secrets at the versions read: nothing is read again.
-    let (metadata_reader, mut metadata_writer) = reflector::store();
-    for meta in [
-        credentials_secret().metadata,
-        password_secret.metadata.clone(),
-    ] {
-        metadata_writer.apply_watcher_event(&watcher::Event::Apply(
-            meta.into_response_partial::<Secret>(),
-        ));
-    }
-    let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
-    owned_writer.apply_watcher_event(&watcher::Event::Apply(secret));
-    let cached = Arc::new(Context {
-        shared: h.ctx.shared.clone(),
-        owned_secrets: Some(owned_reader),
-        secret_metadata: Some(metadata_reader),
-    });
+    let cached = h.with_warm_caches(&secret, &[&password_secret]);
     obj.status = serde_json::from_value(applied["status"].clone()).unwrap();
     for _ in 0..3 {
         reconcile(Arc::new(obj.clone()), cached.clone())
@@ -615,8 +684,8 @@ async fn a_lapsed_leader_requeues_its_work_and_a_standby_waits_for_leadership() 
     let clock = ManualClock::new(chrono::Utc::now());
     let gate = Arc::new(LeaderGate::elected(Arc::new(clock.clone())));
     let in_harness = gate.clone();
-    let mut h = harness_with(Arc::new(clock.clone()), move |shared| {
-        shared.leader = in_harness;
+    let mut h = harness_with(Arc::new(clock.clone()), move |builder| {
+        builder.leader(in_harness)
     })
     .await;
     let obj = Arc::new(dcs_instance(&h.sim, None));

@@ -138,7 +138,7 @@ impl Scene {
         }
         let before = self.successes();
         self.fleet.clock.advance(chrono::TimeDelta::seconds(67));
-        self.fleet.ctx.shared.batch.refresh_all();
+        self.fleet.ctx.shared.batch().refresh_all();
         for _ in 0..200 {
             if self.successes() > before {
                 break;
@@ -186,11 +186,12 @@ fn client() -> ClientConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_tenant_cannot_crash_starve_or_bloat_the_operator() {
-    let fleet = fleet_configured(HEALTHY, true, client(), |shared, sim| {
-        // The simulator plays the region: its gates are the cloud's.
-        shared.cloud_origins = vec![sim.endpoint().origin()];
-        // The production default (the scale harness raises it for its own reasons).
-        shared.namespace_limits = dcs_operator::controller::dcs_call::NamespaceLimits::new(8);
+    let fleet = fleet_configured(HEALTHY, true, client(), |builder, sim| {
+        builder
+            // The simulator plays the region: its gates are the cloud's.
+            .cloud_origins(vec![sim.endpoint().origin()])
+            // The production default (the scale harness raises it for its own reasons).
+            .namespace_limits(dcs_operator::controller::dcs_call::NamespaceLimits::new(8))
     })
     .await;
     let mut scene = Scene {
@@ -320,7 +321,7 @@ async fn a_hostile_tenant_cannot_crash_starve_or_bloat_the_operator() {
             endpoint.mode
         );
     }
-    assert_eq!(shared.metrics.panics_total(), 0, "panics caught");
+    assert_eq!(shared.metrics().panics_total(), 0, "panics caught");
     // The hostile objects got clear conditions, not a crash: the throttled ones
     // say so, the huge ones say the answer was too large or unreadable.
     {
@@ -391,10 +392,10 @@ async fn a_hostile_tenant_cannot_crash_starve_or_bloat_the_operator() {
     }
     shared.prune(&healthy);
     assert_eq!(shared.cache_sizes(), baseline);
-    let scraped = shared.metrics.encode().unwrap();
+    let scraped = shared.metrics().encode().unwrap();
     assert!(
         scraped.contains("dcs_operator_cache_entries{cache=\"api_gates\"} 1"),
         "{scraped}"
     );
-    assert_eq!(shared.metrics.panics_total(), 0);
+    assert_eq!(shared.metrics().panics_total(), 0);
 }

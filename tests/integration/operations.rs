@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use dcs_operator::clock::{ManualClock, SystemClock};
 use dcs_operator::controller::{Context, reconcile, reporter};
 use dcs_operator::leader::{LEASE_DURATION, LeaderGate};
-use dcs_operator::metrics::{Metrics, MetricsOptions};
+use dcs_operator::metrics::MetricsOptions;
 use dcs_operator::server::{Readiness, router};
 use kube::runtime::events::Recorder;
 use kube::runtime::{reflector, watcher};
@@ -22,7 +22,7 @@ async fn get(base: &str, path: &str) -> (u16, String) {
 async fn serve(ctx: &Context) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(ctx.shared.metrics.clone(), ctx.shared.readiness.clone());
+    let app = router(ctx.shared.metrics().clone(), ctx.shared.readiness().clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
@@ -41,7 +41,7 @@ async fn metrics_are_scraped_with_their_values_and_vanish_with_the_instance() {
     let mut obj = dcs_instance(&h.sim, Some(status));
     obj.metadata.uid = Some(UID.into());
     writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
-    h.ctx.shared.instances.add_store(store);
+    h.ctx.shared.instances().add_store(store);
     let base = serve(&h.ctx).await;
 
     let (code, text) = get(&base, "/metrics").await;
@@ -97,13 +97,10 @@ async fn metrics_are_scraped_with_their_values_and_vanish_with_the_instance() {
 /// tenant's namespace or DcsInstance name, and the operator's own series remain.
 #[tokio::test]
 async fn without_instance_series_metrics_name_no_tenant() {
-    let mut h = harness_with(Arc::new(SystemClock), |shared| {
-        shared.metrics = Arc::new(Metrics::with_options(
-            shared.instances.clone(),
-            MetricsOptions {
-                instance_series: false,
-            },
-        ));
+    let mut h = harness_with(Arc::new(SystemClock), |builder| {
+        builder.metrics(MetricsOptions {
+            instance_series: false,
+        })
     })
     .await;
     let (status, _) = first_reconcile(&mut h).await;
@@ -111,7 +108,7 @@ async fn without_instance_series_metrics_name_no_tenant() {
     let mut obj = dcs_instance(&h.sim, Some(status));
     obj.metadata.uid = Some(UID.into());
     writer.apply_watcher_event(&watcher::Event::Apply(obj));
-    h.ctx.shared.instances.add_store(store);
+    h.ctx.shared.instances().add_store(store);
     let base = serve(&h.ctx).await;
 
     let (code, text) = get(&base, "/metrics").await;
@@ -134,7 +131,7 @@ async fn health_and_readiness() {
     readiness.expect(2);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(h.ctx.shared.metrics.clone(), readiness.clone());
+    let app = router(h.ctx.shared.metrics().clone(), readiness.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     assert_eq!(get(&base, "/healthz").await.0, 200);
     assert_eq!(get(&base, "/readyz").await.0, 503);
@@ -149,8 +146,8 @@ async fn a_standby_neither_polls_nor_writes_until_it_leads() {
     let clock = ManualClock::new(chrono::Utc::now());
     let gate = Arc::new(LeaderGate::elected(Arc::new(clock.clone())));
     let for_shared = gate.clone();
-    let mut h = harness_with(Arc::new(clock.clone()), move |shared| {
-        shared.leader = for_shared
+    let mut h = harness_with(Arc::new(clock.clone()), move |builder| {
+        builder.leader(for_shared)
     })
     .await;
     for _ in 0..5 {
@@ -175,29 +172,25 @@ async fn a_standby_neither_polls_nor_writes_until_it_leads() {
 
 #[tokio::test]
 async fn events_are_published_on_transitions_only() {
-    let mut h = harness_with(Arc::new(SystemClock), |_| {}).await;
+    let mut h = harness().await;
     // A recorder on the same mocked API server.
-    let recorder = Recorder::new(h.ctx.shared.client.clone(), reporter(Some("pod-1".into())));
-    let mut shared = dcs_operator::controller::Shared::new(
-        h.ctx.shared.client.clone(),
-        h.ctx.shared.dcs.clone(),
-        Arc::new(SystemClock),
-        h.ctx.shared.defaults.clone(),
-        dcs_operator::controller::secrets::CredentialsResolver::new(None),
+    let recorder = Recorder::new(
+        h.ctx.shared.client().clone(),
+        reporter(Some("pod-1".into())),
     );
-    shared.recorder = Some(recorder);
-    h.ctx = Arc::new(Context::new(Arc::new(shared)));
-    let obj = Arc::new(dcs_instance(&h.sim, None));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
-    respond(send, 404, not_found("cache-dcs"));
-    let (request, send) = expect(&mut h.handle, "POST", SECRETS).await;
-    let created = body_json(request).await;
-    respond(send, 201, created.clone());
-    let applied = answer_status(&mut h.handle, STATUS).await;
-
+    h.ctx = h.fresh_context(|builder| builder.recorder(recorder));
+    let task = h.start(dcs_instance(&h.sim, None));
+    let server = h
+        .server()
+        .credentials_read()
+        .await
+        .secret_absent()
+        .await
+        .secret_created()
+        .await
+        .status_applied()
+        .await;
+    let (created, applied) = (server.secret(), server.applied.clone().unwrap());
     let (request, send) = expect(
         &mut h.handle,
         "POST",
@@ -216,12 +209,12 @@ async fn events_are_published_on_transitions_only() {
     // Unchanged afterwards: no status write, so no event either.
     let status: dcs_operator::crd::DcsInstanceStatus =
         serde_json::from_value(applied["status"].clone()).unwrap();
-    let obj = Arc::new(dcs_instance(&h.sim, Some(status)));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    answer_credentials(&mut h.handle).await;
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/cache-dcs")).await;
-    respond(send, 200, created);
+    let task = h.start(dcs_instance(&h.sim, Some(status)));
+    h.server()
+        .credentials_read()
+        .await
+        .secret_read(&created)
+        .await;
     task.await.unwrap().unwrap();
     expect_nothing_more(&mut h.handle).await;
 }
@@ -257,17 +250,12 @@ async fn logs_carry_instance_fields_and_no_secret_material() {
         "secretKey".into(),
         k8s_openapi::ByteString(b"WRONG-secret-key-never-logged".to_vec()),
     );
-    let obj = Arc::new(dcs_instance(&h.sim, None));
-    let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { reconcile(obj, ctx).await });
-    let (_, send) = expect(&mut h.handle, "GET", &format!("{SECRETS}/creds")).await;
-    respond(send, 200, serde_json::to_value(&wrong).unwrap());
-    let (_, send) = expect(&mut h.handle, "PATCH", STATUS).await;
-    respond(
-        send,
-        200,
-        serde_json::to_value(dcs_instance(&h.sim, None)).unwrap(),
-    );
+    let task = h.start(dcs_instance(&h.sim, None));
+    h.server()
+        .credentials_read_as(&wrong)
+        .await
+        .status_applied()
+        .await;
     task.await.unwrap().unwrap();
     // And a good reconcile, whose logs include the status write.
     let mut good = harness().await;

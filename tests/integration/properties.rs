@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use dcs_operator::connection_secret::Owner;
 use dcs_operator::controller::budget::{ApiBudget, GateKey, GateScope};
 use dcs_operator::dcs::client::{MAX_RETRY_AFTER, decode_json, parse_retry_after};
 use dcs_operator::dcs::model::{Instance, InstanceList};
 use dcs_operator::dcs::signer;
 use dcs_operator::dcs::{ApiError, ClientConfig, Credentials, DcsClient, DcsError, Endpoint};
 use dcs_operator::plan::{self, Observation, PlanInput};
-use dcs_operator::secret::Owner;
 use proptest::prelude::*;
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -208,6 +208,7 @@ proptest! {
                 problems: &[],
                 connection_secret_name: "n-dcs",
                 password: None,
+                existing_secret_type: None,
                 poll_interval: poll,
                 batched,
                 now,

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dcs_operator::controller::{Context, Shared, reconcile};
+use dcs_operator::controller::{Context, reconcile};
 use dcs_operator::dcs::ClientConfig;
 use dcs_operator::dcs::sim::{Fault, FaultKind};
 use futures::StreamExt;
@@ -112,10 +112,10 @@ async fn drain_tolerant(fleet: &mut Fleet) {
 /// for that request to be answered), then every object's own timer fires.
 async fn tick(fleet: &mut Fleet) -> usize {
     fleet.clock.advance(chrono::TimeDelta::seconds(67));
-    if fleet.ctx.shared.batching {
+    if fleet.ctx.shared.is_batching() {
         let responses = || fleet.sim.state().counters().requests_for("list_v2");
         let before = responses();
-        fleet.ctx.shared.batch.refresh_all();
+        fleet.ctx.shared.batch().refresh_all();
         for _ in 0..100 {
             if responses() > before {
                 break;
@@ -286,13 +286,7 @@ async fn killed_mid_reconcile_and_restarted_converges_without_duplicates_or_flap
     }
     assert_eq!(fleet.seen().secret_creates, 1);
     // A new process: fresh caches and observation store, same cluster state.
-    let restarted = Shared::new(
-        fleet.ctx.shared.client.clone(),
-        fleet.ctx.shared.dcs.clone(),
-        fleet.ctx.shared.clock.clone(),
-        fleet.ctx.shared.defaults.clone(),
-        dcs_operator::controller::secrets::CredentialsResolver::new(None),
-    );
+    let restarted = fleet.ctx.shared.rebuild().build();
     let ctx = Arc::new(Context::new(Arc::new(restarted)));
     for _ in 0..3 {
         reconcile(Arc::new(fleet.current(0)), ctx.clone())
@@ -329,7 +323,7 @@ async fn killed_mid_reconcile_and_restarted_converges_without_duplicates_or_flap
 async fn secrets_never_reach_status_events_or_metrics() {
     let fleet = crate::scale::fleet(2, false).await;
     reconcile_all_tolerant(&fleet).await;
-    let metrics = fleet.ctx.shared.metrics.encode().unwrap();
+    let metrics = fleet.ctx.shared.metrics().encode().unwrap();
     let api = fleet.api.lock().unwrap();
     let statuses = serde_json::to_string(&api.statuses).unwrap();
     let secret_key = dcs_operator::dcs::sim::SimConfig::DEFAULT_SECRET_KEY;

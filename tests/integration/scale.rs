@@ -10,7 +10,7 @@ use std::time::Duration;
 use dcs_operator::clock::{ManualClock, SharedClock};
 use dcs_operator::controller::resolve::SpecDefaults;
 use dcs_operator::controller::secrets::CredentialsResolver;
-use dcs_operator::controller::{Context, Shared, reconcile};
+use dcs_operator::controller::{Context, Shared, SharedBuilder, reconcile};
 use dcs_operator::crd::{DcsInstance, DcsInstanceStatus};
 use dcs_operator::dcs::sim::{SimConfig, SimHandle, SimInstance, Simulator};
 use dcs_operator::dcs::{ClientConfig, DcsClient};
@@ -204,7 +204,7 @@ pub(crate) async fn fleet(n: usize, batching: bool) -> Fleet {
 }
 
 pub(crate) async fn fleet_with(n: usize, batching: bool, client: ClientConfig) -> Fleet {
-    fleet_configured(n, batching, client, |_, _| {}).await
+    fleet_configured(n, batching, client, |builder, _| builder).await
 }
 
 /// A fleet whose Shared is adjusted by `configure` (given the simulator) before use.
@@ -212,7 +212,7 @@ pub(crate) async fn fleet_configured(
     n: usize,
     batching: bool,
     client: ClientConfig,
-    configure: impl FnOnce(&mut Shared, &SimHandle),
+    configure: impl FnOnce(SharedBuilder, &SimHandle) -> SharedBuilder,
 ) -> Fleet {
     let instances = (0..n)
         .map(|i| {
@@ -244,7 +244,7 @@ pub(crate) async fn fleet_configured(
     .unwrap();
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let api = spawn_fake_api(handle);
-    let mut shared = Shared::new(
+    let builder = Shared::builder(
         Client::new(service, "default"),
         DcsClient::new(client, shared_clock.clone()).unwrap(),
         shared_clock,
@@ -253,14 +253,15 @@ pub(crate) async fn fleet_configured(
             ..SpecDefaults::default()
         },
         CredentialsResolver::new(None),
-    );
-    shared.batching = batching;
-    shared.budget = dcs_operator::controller::budget::ApiBudget::new(100_000.0, 100_000);
+    )
+    .batching(batching)
+    .budget(dcs_operator::controller::budget::ApiBudget::new(
+        100_000.0, 100_000,
+    ))
     // The harness runs up to 16 reconciles at once and, unlike the controller, does
     // not honour the short requeue of a reconcile whose namespace share is busy.
-    shared.namespace_limits = dcs_operator::controller::dcs_call::NamespaceLimits::new(16);
-    configure(&mut shared, &sim);
-    let shared = Arc::new(shared);
+    .namespace_limits(dcs_operator::controller::dcs_call::NamespaceLimits::new(16));
+    let shared = Arc::new(configure(builder, &sim).build());
     let requests = shared.reconcile_requests(None);
     let objects = (0..n)
         .map(|i| {
@@ -337,7 +338,7 @@ impl Fleet {
     pub(crate) async fn tick(&mut self) {
         // 60 s plus the largest jitter (10 %): every object's own timer is due.
         self.clock.advance(chrono::TimeDelta::seconds(67));
-        self.ctx.shared.batch.refresh_all();
+        self.ctx.shared.batch().refresh_all();
         self.drain_requests().await;
         self.reconcile_all().await;
     }

@@ -1,6 +1,7 @@
 //! Exhaustive tests of the pure plan.
 
 use super::*;
+use crate::crd::Condition;
 use crate::dcs::ApiError;
 use chrono::TimeDelta;
 
@@ -104,6 +105,7 @@ impl Case {
             problems: &self.problems,
             connection_secret_name: "cache-dcs",
             password: self.password,
+            existing_secret_type: None,
             poll_interval: Duration::from_secs(60),
             batched: self.batched,
             now: self.now,
@@ -411,7 +413,7 @@ fn no_address_ever_means_no_secret() {
 #[test]
 fn invalid_spec_wins_and_waits_for_a_change() {
     let mut case = Case::new(Some(ok(running(), now())));
-    case.problems = vec![Problem::InvalidSpec("spec.endpoint: not a URL".into())];
+    case.problems = vec![Problem::InvalidSpec(SpecProblem::PlainHttp)];
     let plan = case.plan();
     let ready = cond(&plan.status, READY);
     assert_eq!(
@@ -429,18 +431,20 @@ fn credentials_not_found_leaves_ready_alone_after_a_success() {
     let first = Case::new(Some(ok(running(), now()))).plan();
     let mut case = Case::new(None);
     case.current = Some(first.status.clone());
-    case.problems = vec![Problem::CredentialsNotFound(
-        "Secret creds not found".into(),
-    )];
+    case.problems = vec![Problem::Credentials(CredentialsProblem::SecretMissing {
+        name: "creds".into(),
+        namespace: "ns".into(),
+    })];
     let plan = case.plan();
     assert_eq!(cond(&plan.status, READY), cond(&first.status, READY));
     assert_eq!(cond(&plan.status, SYNCED).reason, "CredentialsNotFound");
     assert_eq!(plan.status.ip.as_deref(), Some("10.0.0.1"));
     // Before any success it is what Ready says too.
     let mut fresh = Case::new(None);
-    fresh.problems = vec![Problem::CredentialsNotFound(
-        "Secret creds not found".into(),
-    )];
+    fresh.problems = vec![Problem::Credentials(CredentialsProblem::SecretMissing {
+        name: "creds".into(),
+        namespace: "ns".into(),
+    })];
     assert_eq!(
         cond(&fresh.plan().status, READY).reason,
         "CredentialsNotFound"
@@ -450,8 +454,13 @@ fn credentials_not_found_leaves_ready_alone_after_a_success() {
 #[test]
 fn password_and_conflict_block_ready_and_the_secret() {
     for problem in [
-        Problem::PasswordSecretNotFound("Secret pw has no key password".into()),
-        Problem::SecretConflict("Secret cache-dcs belongs to someone else".into()),
+        Problem::Password(PasswordProblem::KeyMissing {
+            name: "pw".into(),
+            key: "password".into(),
+        }),
+        Problem::SecretConflict {
+            name: "cache-dcs".into(),
+        },
     ] {
         let reason = problem.reason();
         let mut case = Case::new(Some(ok(running(), now())));
@@ -463,7 +472,7 @@ fn password_and_conflict_block_ready_and_the_secret() {
         assert_eq!(plan.status.ip.as_deref(), Some("10.0.0.1"));
     }
     let mut conflict = Case::new(Some(ok(running(), now())));
-    conflict.problems = vec![Problem::SecretConflict("x".into())];
+    conflict.problems = vec![Problem::SecretConflict { name: "x".into() }];
     assert_eq!(conflict.plan().status.connection_secret_name, None);
 }
 
@@ -606,7 +615,9 @@ fn events_only_on_transitions() {
 #[test]
 fn secret_conflict_is_an_event() {
     let mut case = Case::new(Some(ok(running(), now())));
-    case.problems = vec![Problem::SecretConflict("taken".into())];
+    case.problems = vec![Problem::SecretConflict {
+        name: "taken".into(),
+    }];
     let events = transition_events(None, &case.plan().status);
     assert_eq!(
         events.iter().map(|e| e.reason).collect::<Vec<_>>(),
@@ -745,6 +756,7 @@ fn debug_never_shows_the_password_or_secret_data() {
         problems: &[],
         connection_secret_name: "cache-dcs",
         password: case.password,
+        existing_secret_type: None,
         poll_interval: Duration::from_secs(60),
         batched: false,
         now: now(),
@@ -764,13 +776,27 @@ fn debug_never_shows_the_password_or_secret_data() {
 
 #[test]
 fn a_secret_type_mismatch_is_a_note_on_ready() {
-    let mut case = Case::new(Some(ok(running(), now())));
-    case.problems = vec![Problem::SecretTypeMismatch(
-        "the connection Secret has type Opaque".into(),
-    )];
-    let planned = case.plan();
+    let case = Case::new(Some(ok(running(), now())));
+    let owner = owner();
+    let mut input = PlanInput {
+        namespace: "ns",
+        owner: &owner,
+        generation: Some(3),
+        current: None,
+        observation: case.observation.as_ref(),
+        problems: &[],
+        connection_secret_name: "cache-dcs",
+        password: None,
+        existing_secret_type: Some("Opaque"),
+        poll_interval: Duration::from_secs(60),
+        batched: false,
+        now: now(),
+    };
+    let planned = plan(&input);
     let ready = cond(&planned.status, READY);
     assert_eq!(ready.status, "True");
     assert!(ready.message.contains("type Opaque"), "{}", ready.message);
     assert!(planned.secret.is_some());
+    input.existing_secret_type = Some("servicebinding.io/redis");
+    assert!(!cond(&plan(&input).status, READY).message.contains("note"));
 }

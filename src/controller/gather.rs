@@ -1,0 +1,361 @@
+//! Everything reconcile reads, in one place: the resolved spec, the credentials and
+//! project, the observation (stored, or one budgeted DCS call), the password, and
+//! the connection Secret as it exists now (the owned-Secret cache, else one GET
+//! when a Secret is about to be written). What cannot be read becomes a typed
+//! [`Problem`] for the plan, never an early return.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use super::batch::Registration;
+use super::budget;
+use super::dcs_call::{self, CallOutcome, CallTarget, PermitMode};
+use super::resolve::{self, Resolved};
+use super::store::ObservationKey;
+use super::{Context, Error, Result};
+use crate::connection_secret::{Owner, controller_uid};
+use crate::crd::DcsInstance;
+use crate::dcs::{Credentials, SecretString};
+use crate::plan::{self, Observation, PlanInput, Problem, SpecProblem};
+
+/// The connection Secret as reconcile found it.
+#[derive(Debug, Clone)]
+pub enum ExistingSecret {
+    /// Not looked at: nothing is about to be written.
+    NotRead,
+    /// The API server says there is none.
+    Absent,
+    /// The owned-Secret cache's slim copy (a digest, never the data): may be stale.
+    Cached(Secret),
+    /// Just read from the API server.
+    Read(Secret),
+}
+
+impl ExistingSecret {
+    fn secret(&self) -> Option<&Secret> {
+        match self {
+            ExistingSecret::Cached(secret) | ExistingSecret::Read(secret) => Some(secret),
+            ExistingSecret::NotRead | ExistingSecret::Absent => None,
+        }
+    }
+}
+
+/// What one reconcile read.
+#[derive(Debug)]
+pub struct Gathered {
+    pub namespace: String,
+    pub owner: Owner,
+    pub observation: Option<Observation>,
+    pub password: Option<SecretString>,
+    pub problems: Vec<Problem>,
+    pub connection_secret_name: String,
+    pub connection_secret: ExistingSecret,
+    pub poll_interval: Duration,
+}
+
+impl Gathered {
+    /// The plan's input: what was read, the stored status, and the time.
+    pub fn plan_input<'a>(
+        &'a self,
+        obj: &'a DcsInstance,
+        batched: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            namespace: &self.namespace,
+            owner: &self.owner,
+            generation: obj.meta().generation,
+            current: obj.status.as_ref(),
+            observation: self.observation.as_ref(),
+            problems: &self.problems,
+            connection_secret_name: &self.connection_secret_name,
+            password: self.password.as_ref().map(SecretString::expose),
+            existing_secret_type: self
+                .connection_secret
+                .secret()
+                .filter(|secret| controller_uid(secret) == Some(self.owner.uid.as_str()))
+                .map(|secret| secret.type_.as_deref().unwrap_or("Opaque")),
+            poll_interval: self.poll_interval,
+            batched,
+            now,
+        }
+    }
+}
+
+/// Gathered, or not yet: nothing is observed yet (the group's first list is on its
+/// way, or the budget is empty) and nothing should be written.
+pub enum Gather {
+    Ready(Box<Gathered>),
+    NotYet(Duration),
+}
+
+pub fn owner_of(obj: &DcsInstance) -> Result<Owner> {
+    Ok(Owner {
+        api_version: DcsInstance::api_version(&()).to_string(),
+        kind: DcsInstance::kind(&()).to_string(),
+        name: obj.name_any(),
+        uid: obj.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?,
+    })
+}
+
+/// Reads everything reconcile needs for `obj`.
+pub async fn gather(ctx: &Context, obj: &DcsInstance) -> Result<Gather> {
+    let shared = &ctx.shared;
+    let namespace = obj
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = obj.name_any();
+    let owner = owner_of(obj)?;
+    let mut problems = Vec::new();
+    let resolved = resolve::resolve(&obj.spec, &name, &shared.defaults)
+        .map_err(|problem| problems.push(Problem::InvalidSpec(problem)))
+        .ok();
+    let mut observation = None;
+    let mut password = None;
+    if let Some(resolved) = &resolved {
+        match observe_with_credentials(ctx, obj, &namespace, resolved, &owner.uid).await? {
+            Observed::Now(found) => observation = Some(found),
+            Observed::NotYet(after) => return Ok(Gather::NotYet(after)),
+            Observed::Blocked(problem) => problems.push(problem),
+        }
+        if let Some(reference) = &obj.spec.password_secret_ref {
+            let read = shared.passwords.read(
+                &shared.client,
+                &namespace,
+                &reference.name,
+                &reference.key,
+                ctx.secret_metadata.as_ref(),
+            );
+            match read.await? {
+                Ok(value) => password = Some(value),
+                Err(problem) => problems.push(Problem::Password(problem)),
+            }
+        }
+    }
+    let connection_secret_name = resolved
+        .as_ref()
+        .map(|r| r.connection_secret_name.clone())
+        .unwrap_or_else(|| format!("{name}-dcs"));
+    let about_to_write = problems.is_empty()
+        && observation
+            .as_ref()
+            .is_some_and(|o| o.result.as_ref().is_ok_and(|i| has_address(i)));
+    let connection_secret =
+        read_connection_secret(ctx, &namespace, &connection_secret_name, about_to_write).await?;
+    if connection_secret
+        .secret()
+        .is_some_and(|secret| controller_uid(secret) != Some(owner.uid.as_str()))
+    {
+        problems.push(Problem::SecretConflict {
+            name: connection_secret_name.clone(),
+        });
+    }
+    Ok(Gather::Ready(Box::new(Gathered {
+        namespace,
+        owner,
+        observation,
+        password,
+        problems,
+        connection_secret_name,
+        connection_secret,
+        poll_interval: resolved
+            .map(|r| r.poll_interval)
+            .unwrap_or(shared.defaults.poll_interval),
+    })))
+}
+
+/// Whether an answer gives what a connection Secret needs (an address and a port).
+fn has_address(instance: &crate::dcs::Instance) -> bool {
+    !instance.addresses().is_empty() && instance.port.is_some_and(|p| (1..=65535).contains(&p))
+}
+
+/// The connection Secret from the owned-Secret cache; else, when one is about to be
+/// written, from the API server (ownership is never judged from a missing cache
+/// entry: the cache holds only Secrets this operator controls).
+async fn read_connection_secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    about_to_write: bool,
+) -> Result<ExistingSecret> {
+    let cached = ctx
+        .owned_secrets
+        .as_ref()
+        .and_then(|store| store.get(&ObjectRef::new(name).within(namespace)));
+    if let Some(cached) = cached {
+        return Ok(ExistingSecret::Cached(cached.as_ref().clone()));
+    }
+    if !about_to_write {
+        return Ok(ExistingSecret::NotRead);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::ReadConnectionSecret {
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(found.map_or(ExistingSecret::Absent, ExistingSecret::Read))
+}
+
+/// An observation, not yet, or why there can be none.
+pub enum Observed {
+    Now(Observation),
+    /// No observation exists yet: look again after this long.
+    NotYet(Duration),
+    /// No usable credentials or project: nothing can be observed.
+    Blocked(Problem),
+}
+
+/// The credentials (the DcsInstance's own, or the operator's where allowed) and
+/// project, then the observation; a problem when they cannot be had.
+async fn observe_with_credentials(
+    ctx: &Context,
+    obj: &DcsInstance,
+    namespace: &str,
+    resolved: &Resolved,
+    uid: &str,
+) -> Result<Observed> {
+    let shared = &ctx.shared;
+    let found = shared
+        .credentials
+        .resolve(
+            &shared.client,
+            namespace,
+            &obj.spec,
+            &resolved.endpoint_source,
+            &shared.budget,
+            ctx.secret_metadata.as_ref(),
+        )
+        .await?;
+    let found = match found {
+        Ok(found) => found,
+        Err(problem) => return Ok(Observed::Blocked(Problem::Credentials(problem))),
+    };
+    let Some(project_id) = obj.spec.project_id.as_ref().or(found.project_id.as_ref()) else {
+        return Ok(Observed::Blocked(Problem::InvalidSpec(
+            SpecProblem::NoProjectId,
+        )));
+    };
+    let target = Target {
+        namespace,
+        resolved,
+        credentials: &found.credentials,
+        project_id,
+        uid,
+    };
+    Ok(observe(ctx, obj, target).await)
+}
+
+/// Where and as whom one DcsInstance is observed.
+struct Target<'a> {
+    namespace: &'a str,
+    resolved: &'a Resolved,
+    credentials: &'a Credentials,
+    project_id: &'a str,
+    uid: &'a str,
+}
+
+/// The observation to plan with: the stored one while it is fresh, else a
+/// ShowInstance call (or the refusal the gate remembers: a locked key, a throttling
+/// pause, an open circuit).
+async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observed {
+    let shared = &ctx.shared;
+    let Target {
+        namespace,
+        resolved,
+        credentials,
+        project_id,
+        uid,
+    } = target;
+    let key = ObservationKey {
+        endpoint: resolved.endpoint.as_str().to_string(),
+        project_id: project_id.to_string(),
+        // A SHA-256 over the credentials: computed once per reconcile, used as the
+        // store key, the batch group and the gate's proof of which secret worked.
+        credentials_fingerprint: credentials.fingerprint(),
+        instance_id: obj.spec.instance_id.clone(),
+    };
+    let fingerprint = key.credentials_fingerprint.as_str();
+    let gate = budget::gate_key(&resolved.endpoint, credentials, &shared.cloud_origins);
+    shared.observations.bind(uid, &key);
+    if shared.batching {
+        shared.batch.register(
+            &ctx.shared,
+            Registration {
+                uid,
+                namespace,
+                gate: &gate,
+                object: ObjectRef::from_obj(obj),
+                endpoint: &resolved.endpoint,
+                project_id,
+                credentials,
+                credentials_fingerprint: fingerprint,
+                instance_id: &obj.spec.instance_id,
+                poll_interval: resolved.poll_interval,
+            },
+        );
+    }
+    let now = shared.clock.now();
+    let stored = shared.observations.get(&key);
+    let forced = shared.refresh_requested(obj, uid) || shared.observations.show_requested(&key);
+    let fresh = |stored: &Observation| {
+        plan::next_poll_at(stored, resolved.poll_interval, uid, shared.batching) > now
+    };
+    match &stored {
+        Some(stored) if !forced && fresh(stored) => return Observed::Now(stored.clone()),
+        // With batching the first observation comes from the group's list call.
+        None if shared.batching && !forced => return Observed::NotYet(Duration::from_secs(2)),
+        _ => {}
+    }
+    let target = CallTarget {
+        gate: &gate,
+        fingerprint,
+        namespace,
+        operation: "show_instance",
+    };
+    let outcome = dcs_call::call(shared, target, PermitMode::TryNow, || {
+        let instance_id = &obj.spec.instance_id;
+        shared
+            .dcs
+            .show_instance(&resolved.endpoint, credentials, project_id, instance_id)
+    })
+    .await;
+    let result = match outcome {
+        // Not now (empty bucket, busy namespace): plan with what is known (it may be
+        // Stale by now), else look again soon and report nothing.
+        CallOutcome::Wait(after) => {
+            return match stored {
+                Some(stored) => Observed::Now(stored),
+                None => Observed::NotYet(
+                    after.clamp(Duration::from_millis(100), Duration::from_secs(60)),
+                ),
+            };
+        }
+        CallOutcome::Refused(refusal) => {
+            return Observed::Now(match stored {
+                Some(stored) if stored.result.is_err() => stored,
+                _ => shared.observations.record(key, Err(refusal), now),
+            });
+        }
+        CallOutcome::Answered(result) => result.map(|answer| answer.value),
+    };
+    match &result {
+        Ok(instance) => debug!(
+            status = instance.status.as_deref().unwrap_or(""),
+            "observed"
+        ),
+        Err(error) => warn!(
+            reason = error.reason(),
+            request_id = error.request_id().unwrap_or(""),
+            "DCS observation failed: {error}"
+        ),
+    }
+    Observed::Now(shared.observations.record(key, result, shared.clock.now()))
+}

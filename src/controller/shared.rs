@@ -1,0 +1,378 @@
+//! What every reconcile shares, whatever namespace it serves: the clients, the
+//! clock, the observation store, the API budget and fair shares, the batch poller,
+//! the caches of Secrets read, metrics and the leader gate. Built once by
+//! [`SharedBuilder`]; its fields are the controller's own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, ResourceExt};
+
+use super::batch::BatchPoller;
+use super::budget::ApiBudget;
+use super::dcs_call::NamespaceLimits;
+use super::resolve::SpecDefaults;
+use super::secrets::{CredentialsResolver, PasswordReader};
+use super::store::{InstanceView, ObservationStore};
+use super::{Error, REFRESH_ANNOTATION, Result};
+use crate::clock::SharedClock;
+use crate::crd::DcsInstance;
+use crate::dcs::DcsClient;
+use crate::leader::LeaderGate;
+use crate::metrics::{Metrics, MetricsOptions};
+use crate::server::Readiness;
+
+type RequestSender = futures::channel::mpsc::UnboundedSender<ObjectRef<DcsInstance>>;
+pub type RequestReceiver = futures::channel::mpsc::UnboundedReceiver<ObjectRef<DcsInstance>>;
+
+/// What every reconcile shares.
+pub struct Shared {
+    pub(super) client: Client,
+    pub(super) dcs: DcsClient,
+    pub(super) clock: SharedClock,
+    pub(super) observations: Arc<ObservationStore>,
+    /// The DCS API budget per gate (rate, throttling, breaker, auth lock-out).
+    pub(super) budget: ApiBudget,
+    /// Each namespace's share of DCS calls in flight.
+    pub(super) namespace_limits: NamespaceLimits,
+    /// Origins besides the region hosts that share the cloud's gates (the demo
+    /// simulator, which stands in for a region).
+    pub(super) cloud_origins: Vec<String>,
+    /// Whether stable instances are observed by one list call per group and tick.
+    pub(super) batching: bool,
+    pub(super) batch: BatchPoller,
+    /// Where to ask for reconciles of objects whose observation changed, per
+    /// controller scope (None: every namespace).
+    reconcile_requests: Mutex<Vec<(Option<String>, RequestSender)>>,
+    /// A digest of the `reconcile-requested-at` annotation value last honoured, per
+    /// uid (a digest: the value is tenant data of up to 256 KiB).
+    refreshes: Mutex<HashMap<String, u64>>,
+    /// Failed reconciles in a row, per uid: error_policy backs off on these.
+    failures: Mutex<HashMap<String, u32>>,
+    pub(super) defaults: SpecDefaults,
+    pub(super) credentials: CredentialsResolver,
+    pub(super) passwords: PasswordReader,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) instances: Arc<InstanceView>,
+    pub(super) leader: Arc<LeaderGate>,
+    /// Publishes Events on transitions; None publishes nothing.
+    pub(super) recorder: Option<Recorder>,
+    pub(super) readiness: Arc<Readiness>,
+    /// Label selector on DcsInstances, to split a cluster between deployments.
+    pub(super) selector: Option<String>,
+    /// Reconciles at once per controller (0: unbounded).
+    pub(super) concurrency: u16,
+}
+
+/// Builds a [`Shared`]: a single writer (no election), no events, instance series
+/// on, per-object polling, the default budget and shares, unless told otherwise.
+pub struct SharedBuilder {
+    client: Client,
+    dcs: DcsClient,
+    clock: SharedClock,
+    defaults: SpecDefaults,
+    credentials: CredentialsResolver,
+    batching: bool,
+    budget: ApiBudget,
+    namespace_limits: NamespaceLimits,
+    cloud_origins: Vec<String>,
+    leader: Option<Arc<LeaderGate>>,
+    recorder: Option<Recorder>,
+    selector: Option<String>,
+    concurrency: u16,
+    metrics: MetricsOptions,
+}
+
+impl SharedBuilder {
+    /// Batch polling (one list per group and tick) instead of one ShowInstance each.
+    pub fn batching(mut self, on: bool) -> Self {
+        self.batching = on;
+        self
+    }
+
+    pub fn budget(mut self, budget: ApiBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn namespace_limits(mut self, limits: NamespaceLimits) -> Self {
+        self.namespace_limits = limits;
+        self
+    }
+
+    /// Origins that share the cloud's gates besides the region hosts.
+    pub fn cloud_origins(mut self, origins: Vec<String>) -> Self {
+        self.cloud_origins = origins;
+        self
+    }
+
+    pub fn leader(mut self, leader: Arc<LeaderGate>) -> Self {
+        self.leader = Some(leader);
+        self
+    }
+
+    pub fn recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    pub fn selector(mut self, selector: Option<String>) -> Self {
+        self.selector = selector;
+        self
+    }
+
+    pub fn concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    pub fn metrics(mut self, options: MetricsOptions) -> Self {
+        self.metrics = options;
+        self
+    }
+
+    pub fn build(self) -> Shared {
+        let observations = Arc::new(ObservationStore::default());
+        let instances = Arc::new(InstanceView::new(observations.clone()));
+        Shared {
+            client: self.client,
+            dcs: self.dcs,
+            leader: self
+                .leader
+                .unwrap_or_else(|| Arc::new(LeaderGate::always(self.clock.clone()))),
+            clock: self.clock,
+            observations,
+            budget: self.budget,
+            namespace_limits: self.namespace_limits,
+            cloud_origins: self.cloud_origins,
+            batching: self.batching,
+            batch: BatchPoller::default(),
+            reconcile_requests: Mutex::default(),
+            refreshes: Mutex::default(),
+            failures: Mutex::default(),
+            defaults: self.defaults,
+            credentials: self.credentials,
+            passwords: PasswordReader::default(),
+            metrics: Arc::new(Metrics::with_options(instances.clone(), self.metrics)),
+            instances,
+            recorder: self.recorder,
+            readiness: Arc::new(Readiness::default()),
+            selector: self.selector,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+impl Shared {
+    /// The builder, from what every Shared needs.
+    pub fn builder(
+        client: Client,
+        dcs: DcsClient,
+        clock: SharedClock,
+        defaults: SpecDefaults,
+        credentials: CredentialsResolver,
+    ) -> SharedBuilder {
+        SharedBuilder {
+            client,
+            dcs,
+            clock,
+            defaults,
+            credentials,
+            batching: false,
+            budget: ApiBudget::default(),
+            namespace_limits: NamespaceLimits::default(),
+            cloud_origins: Vec::new(),
+            leader: None,
+            recorder: None,
+            selector: None,
+            concurrency: 32,
+            metrics: MetricsOptions::default(),
+        }
+    }
+
+    /// A builder for a new process with the same clients, clock and defaults, and
+    /// nothing else kept: what a restart starts from.
+    pub fn rebuild(&self) -> SharedBuilder {
+        Shared::builder(
+            self.client.clone(),
+            self.dcs.clone(),
+            self.clock.clone(),
+            self.defaults.clone(),
+            CredentialsResolver::new(self.credentials.defaults.clone()),
+        )
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The DcsInstances the watches hold (for pruning, metrics, tests).
+    pub fn instances(&self) -> &Arc<InstanceView> {
+        &self.instances
+    }
+
+    pub fn batch(&self) -> &BatchPoller {
+        &self.batch
+    }
+
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
+    }
+
+    pub fn leader(&self) -> &Arc<LeaderGate> {
+        &self.leader
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn is_batching(&self) -> bool {
+        self.batching
+    }
+
+    /// Asks the controller serving this object's namespace to reconcile it.
+    pub fn request_reconcile(&self, object: ObjectRef<DcsInstance>) {
+        let senders = self
+            .reconcile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (scope, sender) in senders.iter() {
+            if scope.is_none() || scope.as_deref() == object.namespace.as_deref() {
+                let _ = sender.unbounded_send(object.clone());
+            }
+        }
+    }
+
+    /// A stream of reconcile requests for one controller scope.
+    pub fn reconcile_requests(&self, scope: Option<String>) -> RequestReceiver {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        self.reconcile_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((scope, sender));
+        receiver
+    }
+
+    /// True once per new value of the `dcs.operator.dev/reconcile-requested-at` annotation.
+    pub(super) fn refresh_requested(&self, obj: &DcsInstance, uid: &str) -> bool {
+        let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
+            return false;
+        };
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            value.hash(&mut hasher);
+            hasher.finish()
+        };
+        let mut refreshes = self.refreshes.lock().unwrap_or_else(|p| p.into_inner());
+        refreshes.insert(uid.to_string(), digest) != Some(digest)
+    }
+
+    /// Forgets everything kept for DcsInstances that are gone and for Secrets no
+    /// live DcsInstance references (their secret material is dropped), prunes idle
+    /// gates and namespaces, and publishes the sizes as
+    /// `dcs_operator_cache_entries{cache}`. `live` is every DcsInstance served.
+    pub fn prune(&self, live: &[Arc<DcsInstance>]) {
+        let uids: HashSet<String> = live.iter().filter_map(|obj| obj.uid()).collect();
+        let objects: HashSet<ObjectRef<DcsInstance>> = live
+            .iter()
+            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+            .collect();
+        let referenced: HashSet<(String, String)> = live
+            .iter()
+            .flat_map(|obj| {
+                let namespace = obj.namespace().unwrap_or_default();
+                [
+                    obj.spec
+                        .credentials_secret_ref
+                        .as_ref()
+                        .map(|r| r.name.clone()),
+                    obj.spec
+                        .password_secret_ref
+                        .as_ref()
+                        .map(|r| r.name.clone()),
+                ]
+                .into_iter()
+                .flatten()
+                .map(move |name| (namespace.clone(), name))
+            })
+            .collect();
+        self.observations.retain_uids(&uids);
+        self.refreshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
+        self.credentials.retain(&referenced);
+        self.passwords.retain(&referenced);
+        self.budget.prune(self.clock.now());
+        self.namespace_limits.prune();
+        self.batch.prune_all(|object| objects.contains(object));
+        for (cache, entries) in self.cache_sizes() {
+            self.metrics.set_cache_entries(cache, entries);
+        }
+    }
+
+    /// How many entries each map keyed by tenant data holds.
+    pub fn cache_sizes(&self) -> Vec<(&'static str, usize)> {
+        let (groups, members) = self.batch.sizes();
+        let (observations, bindings, shows) = self.observations.sizes();
+        vec![
+            ("observations", observations),
+            ("observation_bindings", bindings),
+            ("show_requests", shows),
+            (
+                "refresh_annotations",
+                self.refreshes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            (
+                "error_backoff",
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            ("credentials", self.credentials.len()),
+            ("passwords", self.passwords.len()),
+            ("api_gates", self.budget.len()),
+            ("namespace_limits", self.namespace_limits.len()),
+            ("batch_groups", groups),
+            ("batch_members", members),
+        ]
+    }
+
+    /// Counts one more failed reconcile in a row for this uid; returns the count.
+    pub fn failed(&self, uid: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(uid.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// A reconcile worked: the next failure starts the backoff anew.
+    pub(super) fn reconciled(&self, uid: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if !failures.is_empty() {
+            failures.remove(uid);
+        }
+    }
+
+    /// Every write goes through here: a standby, or a leader whose Lease renewal is
+    /// overdue, writes nothing.
+    pub fn check_write(&self) -> Result<()> {
+        if self.leader.may_write() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Every condition type, condition status, reason and Event reason the operator
+//! writes or compares, in one place. Code compares against these constants, never
+//! against string literals, so a renamed reason cannot silently break a comparison.
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+
+/// Condition statuses.
+pub const TRUE: &str = "True";
+pub const FALSE: &str = "False";
+
+/// Synced: the last observation worked.
+pub const OBSERVED: &str = "Observed";
+/// Synced (and Ready, before anything was observed): nothing observed yet.
+pub const PENDING: &str = "Pending";
+/// Synced: the last successful answer is older than three poll intervals.
+pub const STALE: &str = "Stale";
+
+/// Ready: RUNNING with the connection Secret written (also the DCS status reason).
+pub const RUNNING: &str = "Running";
+/// Ready: DCS says the instance does not exist.
+pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
+/// Ready: DCS gave no status at all.
+pub const UNKNOWN_STATUS: &str = "UnknownStatus";
+
+/// Problems found outside the observation (see `Problem::reason`).
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+pub const PASSWORD_SECRET_NOT_FOUND: &str = "PasswordSecretNotFound";
+pub const SECRET_CONFLICT: &str = "SecretConflict";
+pub const SECRET_TYPE_MISMATCH: &str = "SecretTypeMismatch";
+
+/// Observation failures the plan compares (the full set is `DcsError::reason`).
+pub const UNAUTHORIZED: &str = "Unauthorized";
+pub const FORBIDDEN: &str = "Forbidden";
+
+/// Event reasons.
+pub const BECAME_READY: &str = "BecameReady";
+pub const NOT_READY: &str = "NotReady";
+pub const STATUS_CHANGED: &str = "StatusChanged";
+pub const ENDPOINT_CHANGED: &str = "EndpointChanged";
+pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+
+/// The condition status for a boolean.
+pub fn status_of(ok: bool) -> &'static str {
+    if ok { TRUE } else { FALSE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcs::{ApiError, DcsError};
+
+    #[test]
+    fn the_dcs_layer_uses_the_same_reasons() {
+        let api = ApiError::default();
+        assert_eq!(DcsError::Unauthorized(api.clone()).reason(), UNAUTHORIZED);
+        assert_eq!(DcsError::Forbidden(api).reason(), FORBIDDEN);
+        assert_eq!(crate::dcs::DcsStatus::Running.reason(), RUNNING);
+        assert_eq!(
+            crate::dcs::DcsStatus::Unknown("X".into()).reason(),
+            UNKNOWN_STATUS
+        );
+    }
+}
