@@ -233,16 +233,37 @@ impl std::io::Write for Captured {
     }
 }
 
+thread_local! {
+    /// Where this thread's log lines go, while a test captures them.
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Captures every log line emitted on this thread from now on (a current-thread
+/// test runtime runs all its tasks here). One global subscriber serves every test:
+/// with a per-thread default instead, a span first met on another test's thread
+/// (with no subscriber) can be cached as never interesting, and lines lose their
+/// span fields. Its filter is dynamic, so no callsite is ever cached as never.
+fn capture_this_thread() -> Captured {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{Layer, filter};
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let capturing = filter::dynamic_filter_fn(|_, _| CAPTURE.with(|c| c.borrow().is_some()));
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(|| CAPTURE.with(|c| c.borrow().clone()).unwrap_or_default())
+            .with_filter(capturing);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
+    captured
+}
+
 #[tokio::test]
 async fn logs_carry_instance_fields_and_no_secret_material() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_this_thread();
 
     let mut h = harness().await;
     let mut wrong = credentials_secret();
