@@ -369,7 +369,11 @@ fn chart_rbac_for(namespace: &str) -> Vec<Value> {
             if kind == "ClusterRoleBinding" {
                 object["roleRef"]["name"] = Value::from(rename(&object["roleRef"]["name"]));
             }
-            for subject in object["subjects"].as_array_mut().into_iter().flatten() {
+            // `get_mut`, not `object["subjects"]`: indexing a Value mutably inserts
+            // `"subjects": null` into objects that have none (a ServiceAccount), which
+            // the API server refuses as a field not declared in the schema.
+            let subjects = object.get_mut("subjects").and_then(Value::as_array_mut);
+            for subject in subjects.into_iter().flatten() {
                 assert_eq!(subject["namespace"], CHART_NAMESPACE, "{subject}");
                 subject["namespace"] = Value::from(namespace);
             }

@@ -204,8 +204,9 @@ fn a_misspelt_field_is_caught() {
         .into_iter()
         .find(|o| o["kind"] == "Deployment")
         .unwrap();
-    let spec = deployment["spec"]["template"]["spec"]
-        .as_object_mut()
+    let spec = deployment
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
         .unwrap();
     let containers = spec.remove("containers").unwrap();
     spec.insert("containrs".into(), containers);
@@ -218,8 +219,9 @@ fn a_misspelt_field_is_caught() {
         .iter_mut()
         .find(|o| o["kind"] == "Deployment")
         .unwrap();
-    let context = deployment["spec"]["template"]["spec"]["securityContext"]
-        .as_object_mut()
+    let context = deployment
+        .pointer_mut("/spec/template/spec/securityContext")
+        .and_then(Value::as_object_mut)
         .unwrap();
     let value = context.remove("runAsNonRoot").unwrap();
     context.insert("runAsNonroot".into(), value);

@@ -5,6 +5,7 @@ mod bench_smoke;
 mod chart;
 mod controller;
 mod crd;
+mod docs;
 mod hostile;
 mod model;
 mod operations;

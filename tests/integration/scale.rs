@@ -139,7 +139,11 @@ fn spawn_fake_api(
                     let secret = api.secrets.get_mut(&name).unwrap();
                     for (key, value) in patch["data"].as_object().unwrap() {
                         if value.is_null() {
-                            secret["data"].as_object_mut().unwrap().remove(key);
+                            if let Some(data) =
+                                secret.get_mut("data").and_then(Value::as_object_mut)
+                            {
+                                data.remove(key);
+                            }
                         } else {
                             secret["data"][key] = value.clone();
                         }
