@@ -223,7 +223,7 @@ pub struct Condition {
     /// True, False or Unknown.
     #[schemars(length(max = 16))]
     pub status: String,
-    /// A PascalCase reason, one of the table in the README.
+    /// A PascalCase reason, one of the table in the README (constants in `plan::reasons`).
     #[schemars(length(max = 64))]
     pub reason: String,
     /// What happened, for people.

@@ -10,7 +10,7 @@ use crate::cli::{OutputFormat, QueryArgs};
 use crate::clock::SystemClock;
 use crate::dcs::{ClientConfig, Credentials, DcsClient, DcsError, Endpoint};
 
-/// Exit codes of `dcs-operator query`, documented in the README.
+/// Exit codes of `dcs-operator query`, documented in docs/dcs-api.md.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const USAGE: i32 = 2;

@@ -303,8 +303,8 @@ async fn poll_once(
     })
     .await;
     let at = shared.clock.now();
-    let result = match outcome {
-        CallOutcome::Wait(after) => return after,
+    match outcome {
+        CallOutcome::Wait(after) => after,
         CallOutcome::Refused(error) => {
             // Throttled or circuit open: every member learns why.
             for member in &members {
@@ -316,42 +316,51 @@ async fn poll_once(
                     shared.request_reconcile(member.object.clone());
                 }
             }
-            return interval;
-        }
-        CallOutcome::Answered(result) => result,
-    };
-    let unlisted = by_instance
-        .iter()
-        .filter(|(instance_id, _)| !found.contains(*instance_id));
-    match result {
-        Ok(_) => {
-            for (instance_id, interested) in unlisted {
-                // Not listed: only ShowInstance can say whether it still exists.
-                shared
-                    .observations
-                    .request_show(observation_key(key, instance_id));
-                for member in interested {
-                    shared.request_reconcile(member.object.clone());
-                }
-            }
             interval
         }
-        Err(error) => {
-            warn!(namespace = %key.namespace, endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
-            // Pages that arrived were merged; the rest learn why they were not.
-            for (instance_id, interested) in unlisted {
-                let key = observation_key(key, instance_id);
-                if shared
-                    .observations
-                    .record_list_failure(key, error.clone(), at)
-                {
-                    for member in interested {
-                        shared.request_reconcile(member.object.clone());
-                    }
-                }
-            }
-            interval.min(Duration::from_secs(30))
+        CallOutcome::Answered(result) => {
+            let unlisted = by_instance
+                .iter()
+                .filter(|(instance_id, _)| !found.contains(*instance_id));
+            learn_unlisted(shared, key, result.map(|_| ()), unlisted, at, interval)
         }
+    }
+}
+
+/// What a list answer tells the members it did not list: after a success, only
+/// ShowInstance can say whether they still exist; after a failure, they learn why
+/// (pages that arrived were merged already). Returns when the next tick is due.
+fn learn_unlisted<'a>(
+    shared: &Shared,
+    key: &GroupKey,
+    result: Result<(), crate::dcs::DcsError>,
+    unlisted: impl Iterator<Item = (&'a &'a str, &'a Vec<&'a Member>)>,
+    at: chrono::DateTime<chrono::Utc>,
+    interval: Duration,
+) -> Duration {
+    if let Err(error) = &result {
+        warn!(namespace = %key.namespace, endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
+    }
+    for (instance_id, interested) in unlisted {
+        let observation = observation_key(key, instance_id);
+        let tell = match &result {
+            Ok(()) => {
+                shared.observations.request_show(observation);
+                true
+            }
+            Err(error) => shared
+                .observations
+                .record_list_failure(observation, error.clone(), at),
+        };
+        if tell {
+            for member in interested {
+                shared.request_reconcile(member.object.clone());
+            }
+        }
+    }
+    match result {
+        Ok(()) => interval,
+        Err(_) => interval.min(Duration::from_secs(30)),
     }
 }
 

@@ -327,6 +327,17 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
             .show_instance(&resolved.endpoint, credentials, project_id, instance_id)
     })
     .await;
+    record_show(shared, key, stored, outcome, now)
+}
+
+/// What a ShowInstance attempt leaves in the store, and the observation to plan with.
+fn record_show(
+    shared: &super::Shared,
+    key: ObservationKey,
+    stored: Option<Observation>,
+    outcome: CallOutcome<crate::dcs::Instance>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Observed {
     let result = match outcome {
         // Not now (empty bucket, busy namespace): plan with what is known (it may be
         // Stale by now), else look again soon and report nothing.

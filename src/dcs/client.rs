@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::bounded;
 use super::credentials::Credentials;
@@ -537,69 +537,69 @@ struct PageReader<'a> {
     on_item: &'a mut dyn FnMut(Instance),
 }
 
+/// The `instances` array of a page, one item at a time.
+struct Items<'p, 'a>(&'p mut PageReader<'a>);
+impl<'de> Visitor<'de> for Items<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of instances")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(instance) = seq.next_element::<Instance>()? {
+            self.0.received += 1;
+            if self.0.received > self.0.limit {
+                // More than asked for: the server ignores `limit`, the page is
+                // the last one, and the rest is not even parsed.
+                return Err(serde::de::Error::custom(OVERLONG_PAGE));
+            }
+            if let Some(id) = &instance.instance_id {
+                std::hash::Hash::hash(id, &mut self.0.digest);
+            }
+            (self.0.on_item)(instance);
+        }
+        Ok(())
+    }
+}
+impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A whole list page: `instances`, and the rest skipped.
+struct Page<'p, 'a>(&'p mut PageReader<'a>);
+impl<'de> Visitor<'de> for Page<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list answer (an object with instances)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "instances" {
+                map.next_value_seed(Items(&mut *self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+impl<'de> DeserializeSeed<'de> for Page<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
 /// Decodes `{"instances": [...], ...}` item by item (other keys are skipped unbuilt).
 fn decode_page(body: &[u8], page: &mut PageReader<'_>) -> Result<(), String> {
-    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-    struct Items<'p, 'a>(&'p mut PageReader<'a>);
-    impl<'de> Visitor<'de> for Items<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of instances")
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(instance) = seq.next_element::<Instance>()? {
-                self.0.received += 1;
-                if self.0.received > self.0.limit {
-                    // More than asked for: the server ignores `limit`, the page is
-                    // the last one, and the rest is not even parsed.
-                    return Err(serde::de::Error::custom(OVERLONG_PAGE));
-                }
-                if let Some(id) = &instance.instance_id {
-                    std::hash::Hash::hash(id, &mut self.0.digest);
-                }
-                (self.0.on_item)(instance);
-            }
-            Ok(())
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    struct Page<'p, 'a>(&'p mut PageReader<'a>);
-    impl<'de> Visitor<'de> for Page<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list answer (an object with instances)")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "instances" {
-                    map.next_value_seed(Items(&mut *self.0))?;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(())
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Page<'_, '_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("the answer has an empty body".into());
     }

@@ -174,24 +174,42 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
         })
         .collect();
     let query = signer::parse_query(parts.uri.query().unwrap_or(""));
-    let throttle_key = match authenticate(
+    if let Some(refused) = gateway(state, &route, &parts, &query, &headers, &body, request_id) {
+        return refused;
+    }
+    dispatch(
         state,
-        &parts.method,
-        parts.uri.path(),
+        route,
         &query,
-        &headers,
         &body,
-    ) {
-        Ok(key) => key,
-        Err(message) => {
-            return gateway_error(
-                StatusCode::UNAUTHORIZED,
-                AUTH_CODE,
-                &format!("{AUTH_PREFIX}: {message}"),
-                request_id,
-            );
-        }
-    };
+        (drop_answer, create_failed),
+        request_id,
+    )
+}
+
+/// The gateway's checks after any fault: the signature (or token), the throttle,
+/// the project id's form. `Some` is the answer that refuses the request.
+fn gateway(
+    state: &SimState,
+    route: &Route,
+    parts: &axum::http::request::Parts,
+    query: &[(String, String)],
+    headers: &[(String, String)],
+    body: &[u8],
+    request_id: &str,
+) -> Option<Response> {
+    let throttle_key =
+        match authenticate(state, &parts.method, parts.uri.path(), query, headers, body) {
+            Ok(key) => key,
+            Err(message) => {
+                return Some(gateway_error(
+                    StatusCode::UNAUTHORIZED,
+                    AUTH_CODE,
+                    &format!("{AUTH_PREFIX}: {message}"),
+                    request_id,
+                ));
+            }
+        };
     if let Throttle::Refused {
         limit,
         retry_after_secs,
@@ -208,19 +226,32 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-        return response;
+        return Some(response);
     }
     if route
         .project_id()
         .is_some_and(|project| !is_project_id(project))
     {
-        return dcs_error(
+        return Some(dcs_error(
             StatusCode::BAD_REQUEST,
             "111400002",
             "Invalid project ID format",
             request_id,
-        );
+        ));
     }
+    None
+}
+
+/// The route's own answer, once the gateway let the request through. `faults`:
+/// (drop the answer after applying, make the created instance fail).
+fn dispatch(
+    state: &SimState,
+    route: Route,
+    query: &[(String, String)],
+    body: &[u8],
+    (drop_answer, create_failed): (bool, bool),
+    request_id: &str,
+) -> Response {
     match route {
         Route::Show {
             v2,
@@ -247,8 +278,8 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
                 state,
                 op,
                 project_id.as_deref().unwrap_or(""),
-                &query,
-                &body,
+                query,
+                body,
                 create_failed,
             );
             if drop_answer {
@@ -270,7 +301,7 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
             }
         }
         Route::List { v2, project_id } => {
-            match list(&state.listed_instances(&project_id), &query, v2) {
+            match list(&state.listed_instances(&project_id), query, v2) {
                 Ok(body) => json_response(StatusCode::OK, &body, request_id),
                 Err(message) => dcs_error(
                     StatusCode::BAD_REQUEST,
@@ -292,7 +323,7 @@ fn authenticate(
     path: &str,
     query: &[(String, String)],
     headers: &[(String, String)],
-    body: &Bytes,
+    body: &[u8],
 ) -> Result<String, String> {
     let header = |name: &str| {
         headers
