@@ -136,7 +136,11 @@ pub fn string_or_list<'de, D: Deserializer<'de>, const N: usize>(
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut items = Vec::new();
-            while let Some(item) = seq.next_element_seed(BoundedItem::<N>)? {
+            let item = Text {
+                max: N,
+                numbers: false,
+            };
+            while let Some(item) = seq.next_element_seed(item)? {
                 if items.len() < MAX_LIST_ITEMS
                     && let Some(item) = item
                 {
@@ -149,47 +153,56 @@ pub fn string_or_list<'de, D: Deserializer<'de>, const N: usize>(
     deserializer.deserialize_any(ListVisitor::<N>(PhantomData))
 }
 
-/// One list item: a string (cut), anything else skipped.
-struct BoundedItem<const N: usize>;
+/// Any JSON value read as text: a string cut to `max` characters, a number written
+/// out when `numbers` is set; anything else (objects, lists, booleans, null) is
+/// skipped without being built and reads as None.
+#[derive(Debug, Clone, Copy)]
+pub struct Text {
+    pub max: usize,
+    pub numbers: bool,
+}
 
-impl<'de, const N: usize> de::DeserializeSeed<'de> for BoundedItem<N> {
+impl<'de> de::DeserializeSeed<'de> for Text {
     type Value = Option<String>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        struct ItemVisitor<const N: usize>;
-        impl<'de, const N: usize> Visitor<'de> for ItemVisitor<N> {
-            type Value = Option<String>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-                Ok(Some(clip(value, N)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(None)
-            }
-        }
-        d.deserialize_any(ItemVisitor::<N>)
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Some(clip(value, self.max)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(self.numbers.then(|| value.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(self.numbers.then(|| value.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(self
+            .numbers
+            .then(|| serde_json::Number::from_f64(value).map(|n| n.to_string()))
+            .flatten())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::bounded::Text;
 use serde::{Deserialize, Deserializer};
 
 /// What the API said about a failed request, as far as its body and headers tell.
@@ -118,47 +120,10 @@ struct ErrorBody {
 }
 
 /// A scalar as text (strings cut to 1024 characters, numbers written out), else None.
-struct Scalar;
-
-impl<'de> DeserializeSeed<'de> for Scalar {
-    type Value = Option<String>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Scalar {
-    type Value = Option<String>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(truncate(v, 1024)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map(|n| n.to_string()))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-}
+const SCALAR: Text = Text {
+    max: 1025,
+    numbers: true,
+};
 
 /// An object one level down: its code/message keys, or None when it is not an
 /// object (skipped unbuilt).
@@ -194,14 +159,19 @@ impl<'de> Visitor<'de> for Nested {
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        // Skipped unbuilt, as any non-object is.
+        Text {
+            max: 0,
+            numbers: false,
+        }
+        .visit_seq(seq)
+        .map(|_| None)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let value = map.next_value_seed(Scalar)?;
+            let value = map.next_value_seed(SCALAR)?;
             fields.set(&key, value);
         }
         Ok(Some(fields))
@@ -220,10 +190,10 @@ impl<'de> Deserialize<'de> for ErrorBody {
                 let mut body = ErrorBody::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if Fields::default().set(&key, None) {
-                        let value = map.next_value_seed(Scalar)?;
+                        let value = map.next_value_seed(SCALAR)?;
                         body.top.set(&key, value);
                     } else if key == "request_id" {
-                        body.request_id = map.next_value_seed(Scalar)?;
+                        body.request_id = map.next_value_seed(SCALAR)?;
                     } else if body
                         .nested
                         .as_ref()
