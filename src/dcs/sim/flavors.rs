@@ -212,7 +212,18 @@ fn shards_for(capacity: f64) -> u32 {
 }
 
 fn build() -> Vec<Flavor> {
+    // The table's order is ListFlavors' order: small Redis, Cluster, Proxy, Memcached.
     let mut flavors = Vec::new();
+    push_small_redis(&mut flavors);
+    push_cluster_redis(&mut flavors);
+    push_proxy_redis(&mut flavors);
+    push_memcached(&mut flavors);
+    flavors
+}
+
+/// Adds, per small capacity: single-node, master/standby with 2 and 3 replicas
+/// (x86), and from 1 GB master/standby on Arm.
+fn push_small_redis(flavors: &mut Vec<Flavor>) {
     for &capacity in &SMALL {
         let (size, suffix) = size_and_suffix(capacity);
         flavors.push(Flavor {
@@ -250,6 +261,10 @@ fn build() -> Vec<Flavor> {
             });
         }
     }
+}
+
+/// Adds a Redis Cluster flavour (2 replicas per shard) per cluster capacity.
+fn push_cluster_redis(flavors: &mut Vec<Flavor>) {
     for &capacity in &CLUSTER {
         let suffix = capacity_text(capacity);
         flavors.push(Flavor {
@@ -263,6 +278,10 @@ fn build() -> Vec<Flavor> {
             sharding_count: shards_for(capacity),
         });
     }
+}
+
+/// Adds a Proxy Cluster flavour (Redis 4.0/5.0 only) per proxy capacity.
+fn push_proxy_redis(flavors: &mut Vec<Flavor>) {
     for &capacity in &PROXY {
         flavors.push(Flavor {
             spec_code: format!("redis.proxy.xu1.large.{}", capacity_text(capacity)),
@@ -275,6 +294,10 @@ fn build() -> Vec<Flavor> {
             sharding_count: shards_for(capacity),
         });
     }
+}
+
+/// Adds single-node and master/standby Memcached flavours, 1 to 64 GB.
+fn push_memcached(flavors: &mut Vec<Flavor>) {
     for capacity in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0] {
         let suffix = capacity_text(capacity);
         for (mode, replicas) in [("single", 1), ("ha", 2)] {
@@ -290,7 +313,6 @@ fn build() -> Vec<Flavor> {
             });
         }
     }
-    flavors
 }
 
 /// Every flavour, built once.

@@ -10,10 +10,10 @@ use axum::http::Method;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
-use super::Transition;
 use super::flavors::{self, Flavor};
 use super::state::{Inner, SimState, StoredInstance};
 use super::validate::{self, Current, Refusal, codes};
+use super::{Transition, WriteConfig};
 
 /// Labels of the write routes: counted in `Counters::writes_applied` when they
 /// take effect, and the only routes the `apply_then_drop` fault fires on.
@@ -277,112 +277,11 @@ fn create(
     let map = validate::parse_body(body)?;
     let request = validate::create(&map)?;
     state.world(|inner, elapsed, now| {
-        let (count, memory) = usage(inner, project_id);
         let config = inner.write.clone();
-        if count >= u64::from(config.instance_quota) {
-            return Err(Refusal::bad(
-                codes::INSTANCE_QUOTA,
-                format!(
-                    "DCS instance quota of the tenant is insufficient ({count} of {}).",
-                    config.instance_quota
-                ),
-            ));
-        }
-        if memory + request.flavor.capacity > f64::from(config.memory_quota_gb) {
-            return Err(Refusal::bad(
-                codes::MEMORY_QUOTA,
-                format!(
-                    "Memory quota of the tenant is insufficient ({memory} GB used of {} GB).",
-                    config.memory_quota_gb
-                ),
-            ));
-        }
+        check_create_quota(inner, project_id, &config, request.flavor)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
-        let flavor = request.flavor;
-        let mut fields = set(vec![
-            ("instance_id", Value::from(instance_id.clone())),
-            ("name", Value::from(request.name.clone())),
-            ("engine", Value::from(request.engine)),
-            (
-                "engine_version",
-                Value::from(request.engine_version.clone()),
-            ),
-            ("spec_code", Value::from(flavor.spec_code.clone())),
-            // The v1.0 name; the v2 answers drop it and keep `spec_code`.
-            ("resource_spec_code", Value::from(flavor.spec_code.clone())),
-            ("cache_mode", Value::from(flavor.cache_mode)),
-            ("cpu_type", Value::from(flavor.cpu_type)),
-            ("product_type", Value::from("generic")),
-            ("storage_type", Value::from("DRAM")),
-            ("replica_count", Value::from(flavor.replica_count)),
-            ("sharding_count", Value::from(flavor.sharding_count)),
-            (
-                "db_number",
-                Value::from(if flavor.cache_mode == "cluster" {
-                    1
-                } else {
-                    256
-                }),
-            ),
-            ("status", Value::from("CREATING")),
-            ("port", Value::from(request.port)),
-            ("used_memory", Value::from(0)),
-            ("vpc_id", Value::from(request.vpc_id.clone())),
-            ("vpc_name", Value::from("sim-vpc")),
-            ("subnet_id", Value::from(request.subnet_id.clone())),
-            ("subnet_name", Value::from("sim-subnet")),
-            ("subnet_cidr", Value::from(SUBNET_CIDR)),
-            (
-                "az_codes",
-                Value::from(request.az_codes.iter().map(|z| z.code).collect::<Vec<_>>()),
-            ),
-            (
-                "available_zones",
-                Value::from(request.az_codes.iter().map(|z| z.id).collect::<Vec<_>>()),
-            ),
-            ("description", Value::from(request.description.clone())),
-            ("maintain_begin", Value::from(request.window.0.clone())),
-            ("maintain_end", Value::from(request.window.1.clone())),
-            (
-                "no_password_access",
-                Value::from(if request.no_password_access {
-                    "true"
-                } else {
-                    "false"
-                }),
-            ),
-            ("enable_ssl", Value::from(request.enable_ssl)),
-            ("enable_publicip", Value::from(false)),
-            ("charging_mode", Value::from(0)),
-            (
-                "enterprise_project_id",
-                Value::from(request.enterprise_project_id.clone()),
-            ),
-            ("tags", tags_value(&request.tags)),
-            ("created_at", Value::from(timestamp(now))),
-            ("user_id", Value::from("0000000000000000000000000000000a")),
-            ("user_name", Value::from("sim-user")),
-        ]);
-        for (key, value) in capacity_fields(flavor) {
-            fields.insert(key.into(), value);
-        }
-        let optional = [
-            ("security_group_id", request.security_group_id.clone()),
-            ("access_user", request.access_user.clone()),
-            ("template_id", request.template_id.clone()),
-            (
-                "enterprise_project_name",
-                request.enterprise_project_name.clone(),
-            ),
-        ];
-        for (key, value) in optional {
-            if let Some(value) = value {
-                fields.insert(key.into(), Value::from(value));
-            }
-        }
-        if let Some(policy) = &request.backup_policy {
-            fields.insert("instance_backup_policy".into(), json!({"policy": policy}));
-        }
+        let mut fields = created_fields(&request, &instance_id, now);
+        add_flavor_and_optional_fields(&mut fields, &request);
         let done = elapsed.saturating_add(config.create_delay);
         let finish = if create_failed {
             // "Instance deployment failed.", the v1.0 fault code of a failed creation.
@@ -391,28 +290,7 @@ fn create(
                 ("error_code", Value::from("dcs.04.0002")),
             ])
         } else {
-            let ip = request
-                .private_ip
-                .clone()
-                .unwrap_or_else(|| allocate_ip(inner, flavor));
-            set(vec![
-                ("status", Value::from("RUNNING")),
-                ("sub_status", Value::from("normal")),
-                ("ip", Value::from(ip)),
-                (
-                    "domain_name",
-                    Value::from(format!("redis-{instance_id}.dcs.huaweicloud.com")),
-                ),
-                (
-                    "launched_at",
-                    Value::from(timestamp(
-                        TimeDelta::from_std(config.create_delay)
-                            .ok()
-                            .and_then(|delay| now.checked_add_signed(delay))
-                            .unwrap_or(now),
-                    )),
-                ),
-            ])
+            created_running(inner, &request, &instance_id, now, config.create_delay)
         };
         let mut stored = StoredInstance::new(fields, Vec::new());
         stored.schedule(Transition {
@@ -432,6 +310,170 @@ fn create(
             json!({"instances": [{"instance_id": instance_id, "instance_name": request.name}]}),
         ))
     })
+}
+
+/// Checks the project has room for one more instance of this flavour: the
+/// instance quota first, then the memory quota.
+fn check_create_quota(
+    inner: &Inner,
+    project_id: &str,
+    config: &WriteConfig,
+    flavor: &Flavor,
+) -> Result<(), Refusal> {
+    let (count, memory) = usage(inner, project_id);
+    if count >= u64::from(config.instance_quota) {
+        return Err(Refusal::bad(
+            codes::INSTANCE_QUOTA,
+            format!(
+                "DCS instance quota of the tenant is insufficient ({count} of {}).",
+                config.instance_quota
+            ),
+        ));
+    }
+    if memory + flavor.capacity > f64::from(config.memory_quota_gb) {
+        return Err(Refusal::bad(
+            codes::MEMORY_QUOTA,
+            format!(
+                "Memory quota of the tenant is insufficient ({memory} GB used of {} GB).",
+                config.memory_quota_gb
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fields every new instance has while CREATING, from the validated request.
+fn created_fields(
+    request: &validate::CreateRequest,
+    instance_id: &str,
+    now: DateTime<Utc>,
+) -> Map<String, Value> {
+    let flavor = request.flavor;
+    set(vec![
+        ("instance_id", Value::from(instance_id)),
+        ("name", Value::from(request.name.clone())),
+        ("engine", Value::from(request.engine)),
+        (
+            "engine_version",
+            Value::from(request.engine_version.clone()),
+        ),
+        ("spec_code", Value::from(flavor.spec_code.clone())),
+        // The v1.0 name; the v2 answers drop it and keep `spec_code`.
+        ("resource_spec_code", Value::from(flavor.spec_code.clone())),
+        ("cache_mode", Value::from(flavor.cache_mode)),
+        ("cpu_type", Value::from(flavor.cpu_type)),
+        ("product_type", Value::from("generic")),
+        ("storage_type", Value::from("DRAM")),
+        ("replica_count", Value::from(flavor.replica_count)),
+        ("sharding_count", Value::from(flavor.sharding_count)),
+        (
+            "db_number",
+            Value::from(if flavor.cache_mode == "cluster" {
+                1
+            } else {
+                256
+            }),
+        ),
+        ("status", Value::from("CREATING")),
+        ("port", Value::from(request.port)),
+        ("used_memory", Value::from(0)),
+        ("vpc_id", Value::from(request.vpc_id.clone())),
+        ("vpc_name", Value::from("sim-vpc")),
+        ("subnet_id", Value::from(request.subnet_id.clone())),
+        ("subnet_name", Value::from("sim-subnet")),
+        ("subnet_cidr", Value::from(SUBNET_CIDR)),
+        (
+            "az_codes",
+            Value::from(request.az_codes.iter().map(|z| z.code).collect::<Vec<_>>()),
+        ),
+        (
+            "available_zones",
+            Value::from(request.az_codes.iter().map(|z| z.id).collect::<Vec<_>>()),
+        ),
+        ("description", Value::from(request.description.clone())),
+        ("maintain_begin", Value::from(request.window.0.clone())),
+        ("maintain_end", Value::from(request.window.1.clone())),
+        (
+            "no_password_access",
+            Value::from(if request.no_password_access {
+                "true"
+            } else {
+                "false"
+            }),
+        ),
+        ("enable_ssl", Value::from(request.enable_ssl)),
+        ("enable_publicip", Value::from(false)),
+        ("charging_mode", Value::from(0)),
+        (
+            "enterprise_project_id",
+            Value::from(request.enterprise_project_id.clone()),
+        ),
+        ("tags", tags_value(&request.tags)),
+        ("created_at", Value::from(timestamp(now))),
+        ("user_id", Value::from("0000000000000000000000000000000a")),
+        ("user_name", Value::from("sim-user")),
+    ])
+}
+
+/// Adds the flavour's capacity fields, then the optional fields the request set
+/// (absent ones stay absent, as the real API omits them).
+fn add_flavor_and_optional_fields(
+    fields: &mut Map<String, Value>,
+    request: &validate::CreateRequest,
+) {
+    for (key, value) in capacity_fields(request.flavor) {
+        fields.insert(key.into(), value);
+    }
+    let optional = [
+        ("security_group_id", request.security_group_id.clone()),
+        ("access_user", request.access_user.clone()),
+        ("template_id", request.template_id.clone()),
+        (
+            "enterprise_project_name",
+            request.enterprise_project_name.clone(),
+        ),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            fields.insert(key.into(), Value::from(value));
+        }
+    }
+    if let Some(policy) = &request.backup_policy {
+        fields.insert("instance_backup_policy".into(), json!({"policy": policy}));
+    }
+}
+
+/// The fields a successful creation sets when it finishes: RUNNING, with the
+/// requested private IP or the next free one, and a launch time `create_delay` on.
+fn created_running(
+    inner: &mut Inner,
+    request: &validate::CreateRequest,
+    instance_id: &str,
+    now: DateTime<Utc>,
+    create_delay: Duration,
+) -> Map<String, Value> {
+    let ip = request
+        .private_ip
+        .clone()
+        .unwrap_or_else(|| allocate_ip(inner, request.flavor));
+    set(vec![
+        ("status", Value::from("RUNNING")),
+        ("sub_status", Value::from("normal")),
+        ("ip", Value::from(ip)),
+        (
+            "domain_name",
+            Value::from(format!("redis-{instance_id}.dcs.huaweicloud.com")),
+        ),
+        (
+            "launched_at",
+            Value::from(timestamp(
+                TimeDelta::from_std(create_delay)
+                    .ok()
+                    .and_then(|delay| now.checked_add_signed(delay))
+                    .unwrap_or(now),
+            )),
+        ),
+    ])
 }
 
 /// The next free address of the simulated subnet; a cluster gets one per shard
