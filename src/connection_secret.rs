@@ -152,7 +152,8 @@ pub fn controller_uid(secret: &Secret) -> Option<&str> {
 
 /// Set on the watch cache's copy of a connection Secret, never on the Secret
 /// itself: a SHA-256 of the data the watch delivered, which the cache keeps instead
-/// of the data. Computed locally, so nobody who can edit the Secret can forge it.
+/// of the data. Computed locally from the data the watch delivered: an annotation of
+/// that name on the Secret itself is overwritten, never trusted.
 pub const DATA_DIGEST_ANNOTATION: &str = "dcs.operator.dev/cached-data-digest";
 
 /// A digest of a Secret's data (keys and values, length-prefixed, in key order).
@@ -209,8 +210,8 @@ pub fn slim_for_cache(secret: &Secret) -> Option<Secret> {
 /// True when `existing` (a Secret as read, or the cache's slim copy) already holds
 /// what `desired` would write: same data, our labels and our controller reference.
 /// Other labels and annotations that someone added are left alone and do not count
-/// as a difference; nor does `type`, which the API server never lets change (see
-/// [`type_mismatch`]).
+/// as a difference; nor does `type`, which the API server never lets change (the
+/// plan reports a mismatch).
 pub fn is_up_to_date(existing: &Secret, desired: &Secret) -> bool {
     let labels_present = desired
         .metadata
@@ -228,19 +229,6 @@ pub fn is_up_to_date(existing: &Secret, desired: &Secret) -> bool {
         _ => existing.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default(),
     };
     same_data && labels_present && controller_uid(existing) == controller_uid(desired)
-}
-
-/// When the Secret's `type` differs from what the operator would create (someone
-/// created it by hand, or an engine change), a sentence saying so. `type` cannot be
-/// changed in place, so the operator keeps it and never patches it.
-pub fn type_mismatch(existing: &Secret, desired: &Secret) -> Option<String> {
-    let have = existing.type_.as_deref().unwrap_or("Opaque");
-    let want = desired.type_.as_deref().unwrap_or("Opaque");
-    (have != want).then(|| {
-        format!(
-            "the connection Secret has type {have}, not {want}; Kubernetes cannot change a Secret's type: delete the Secret and the operator recreates it"
-        )
-    })
 }
 
 #[cfg(test)]
@@ -370,12 +358,10 @@ mod tests {
         let mut labelled_only = desired.clone();
         labelled_only.metadata.owner_references = None;
         assert!(slim_for_cache(&labelled_only).is_none());
-        // Type is not compared, but a mismatch is reported.
+        // Type is not compared (it cannot change; the plan reports a mismatch).
         let mut opaque = desired.clone();
         opaque.type_ = Some("Opaque".into());
         assert!(is_up_to_date(&opaque, &desired));
-        assert!(type_mismatch(&opaque, &desired).unwrap().contains("Opaque"));
-        assert!(type_mismatch(&desired, &desired).is_none());
     }
 
     #[test]

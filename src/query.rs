@@ -25,7 +25,10 @@ pub mod exit {
 pub fn exit_code(error: &DcsError) -> i32 {
     match error {
         e if e.is_instance_not_found() => exit::INSTANCE_NOT_FOUND,
-        DcsError::Unauthorized(_) | DcsError::Forbidden(_) => exit::AUTH,
+        // A request that cannot be built comes from the credentials given.
+        DcsError::Unauthorized(_) | DcsError::Forbidden(_) | DcsError::Unsendable { .. } => {
+            exit::AUTH
+        }
         DcsError::Throttled { .. } => exit::THROTTLED,
         DcsError::Server(_) | DcsError::Transport { .. } => exit::UNAVAILABLE,
         DcsError::NotFound(_) | DcsError::Client(_) => exit::REFUSED,

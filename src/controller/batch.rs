@@ -22,6 +22,8 @@ use crate::crd::DcsInstance;
 use crate::dcs::client::MAX_LIST_PAGE;
 use crate::dcs::{Credentials, Endpoint};
 
+/// How long a whole listing (every page) may take.
+const LIST_DEADLINE: Duration = Duration::from_secs(120);
 /// Registrations arriving together are served by one list call.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 /// The longest a group waits between ticks, whatever its members ask: a group
@@ -274,7 +276,7 @@ async fn poll_once(
         operation: "list_instances",
     };
     let outcome = dcs_call::call(shared, target, PermitMode::Wait, || {
-        shared.dcs.list_instances_with(
+        let list = shared.dcs.list_instances_with(
             &endpoint,
             &credentials,
             &key.project_id,
@@ -299,7 +301,22 @@ async fn poll_once(
                     }
                 }
             },
-        )
+        );
+        // A whole listing, every page, within a deadline: a server that keeps
+        // sending full pages must not hold its namespace's slot for an hour.
+        async move {
+            tokio::time::timeout(LIST_DEADLINE, list)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::dcs::DcsError::Transport {
+                        message: format!(
+                            "the listing took longer than {} s",
+                            LIST_DEADLINE.as_secs()
+                        ),
+                        timeout: true,
+                    })
+                })
+        }
     })
     .await;
     let at = shared.clock.now();

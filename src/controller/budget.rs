@@ -10,12 +10,13 @@
 //! its endpoint's 429s, Retry-After, 5xx and fake successes only ever touch its own
 //! gate, never the cloud's.
 //!
-//! The gateway locks an access key after five failed signatures. So toward any
-//! gate at most [`MAX_AUTH_FAILURES`] failed attempts go out in any
-//! [`AUTH_WINDOW`], Secret edits included; credentials not yet proven (no success
-//! with that exact secret) go one call at a time per gate; after a 401/403 every
-//! unproven secret waits five minutes, unless the Secret whose credentials caused
-//! it changes. A proven secret keeps working.
+//! The gateway locks an access key after five failed signatures. So credentials not
+//! yet proven (no success with that exact secret) go one call at a time per gate,
+//! and at most [`MAX_AUTH_FAILURES`] of their attempts fail in any [`AUTH_WINDOW`],
+//! Secret edits included; after a 401/403 every unproven secret waits five minutes,
+//! unless the Secret whose credentials caused it changes. A proven secret keeps
+//! working (if it is revoked, the calls it already had in flight may fail too).
+//! The circuit breaker is kept per (origin, principal) in every scope.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -58,6 +59,20 @@ pub struct GateKey {
     pub scope: GateScope,
     /// `ak:<access key>` or `token:<digest>`: what the gateway counts failures by.
     pub principal: String,
+    /// The endpoint's normalized origin. The circuit breaker is kept per origin
+    /// even in the cloud scope: a tenant naming a region that does not resolve must
+    /// not open the breaker of every region for that access key.
+    pub origin: String,
+}
+
+impl GateKey {
+    fn account(&self) -> (GateScope, String) {
+        (self.scope.clone(), self.principal.clone())
+    }
+
+    fn breaker(&self) -> (String, String) {
+        (self.origin.clone(), self.principal.clone())
+    }
 }
 
 /// What the gateway counts failures by: the access key, or a token's digest.
@@ -79,11 +94,12 @@ pub fn gate_key(
     let scope = if endpoint.is_region_host() || cloud_origins.contains(&origin) {
         GateScope::Cloud
     } else {
-        GateScope::Origin(origin)
+        GateScope::Origin(origin.clone())
     };
     GateKey {
         scope,
         principal: principal(credentials),
+        origin,
     }
 }
 
@@ -112,10 +128,41 @@ struct GateState {
     /// When the recent failed signatures happened (at most MAX_AUTH_FAILURES kept).
     auth_failures: VecDeque<DateTime<Utc>>,
     paused: Option<(DateTime<Utc>, DcsError)>,
+}
+
+/// A circuit breaker: per (origin, principal).
+#[derive(Debug, Clone)]
+struct Breaker {
+    last_used: DateTime<Utc>,
     server_failures: u32,
     open: Option<(DateTime<Utc>, DcsError)>,
     open_for: Duration,
     probing: bool,
+}
+
+impl Breaker {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            last_used: now,
+            server_failures: 0,
+            open: None,
+            open_for: BREAKER_OPEN,
+            probing: false,
+        }
+    }
+
+    fn is_idle(&self, now: DateTime<Utc>) -> bool {
+        !self.probing
+            && later(self.last_used, IDLE_GATE) <= now
+            && self.open.as_ref().is_none_or(|(until, _)| *until <= now)
+    }
+}
+
+/// Everything the budget remembers, under one lock.
+#[derive(Debug, Default)]
+struct Gates {
+    accounts: HashMap<(GateScope, String), GateState>,
+    breakers: HashMap<(String, String), Breaker>,
 }
 
 impl GateState {
@@ -129,10 +176,6 @@ impl GateState {
             auth_blocked: None,
             auth_failures: VecDeque::new(),
             paused: None,
-            server_failures: 0,
-            open: None,
-            open_for: BREAKER_OPEN,
-            probing: false,
         }
     }
 
@@ -144,10 +187,8 @@ impl GateState {
     fn is_idle(&self, now: DateTime<Utc>) -> bool {
         let over = |until: Option<DateTime<Utc>>| until.is_none_or(|until| until <= now);
         !self.unproven_in_flight
-            && !self.probing
             && later(self.last_used, IDLE_GATE) <= now
             && over(self.paused.as_ref().map(|p| p.0))
-            && over(self.open.as_ref().map(|o| o.0))
             && over(self.auth_blocked.as_ref().map(|b| b.0))
             && self
                 .auth_failures
@@ -160,7 +201,7 @@ impl GateState {
 pub struct ApiBudget {
     rate_per_second: f64,
     burst: f64,
-    gates: Mutex<HashMap<GateKey, GateState>>,
+    gates: Mutex<Gates>,
 }
 
 impl Default for ApiBudget {
@@ -182,15 +223,16 @@ impl ApiBudget {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GateKey, GateState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gates> {
         self.gates
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// How many gates are remembered (for `dcs_operator_cache_entries`).
+    /// How many gates and breakers are remembered (for `dcs_operator_cache_entries`).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let gates = self.lock();
+        gates.accounts.len() + gates.breakers.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -199,15 +241,18 @@ impl ApiBudget {
 
     /// Forgets gates unused for [`IDLE_GATE`] whose pauses, blocks and windows are over.
     pub fn prune(&self, now: DateTime<Utc>) {
-        self.lock().retain(|_, state| !state.is_idle(now));
+        let mut gates = self.lock();
+        gates.accounts.retain(|_, state| !state.is_idle(now));
+        gates.breakers.retain(|_, breaker| !breaker.is_idle(now));
     }
 
     /// Asks for one call through `gate` with credentials `fingerprint` at `now`; a
     /// `Go` spends a token.
     pub fn admit(&self, gate: &GateKey, fingerprint: &str, now: DateTime<Utc>) -> Admission {
         let mut gates = self.lock();
-        let state = gates
-            .entry(gate.clone())
+        let Gates { accounts, breakers } = &mut *gates;
+        let state = accounts
+            .entry(gate.account())
             .or_insert_with(|| GateState::new(self.burst, now));
         state.last_used = state.last_used.max(now);
         let proven = state.is_proven(fingerprint);
@@ -245,12 +290,16 @@ impl ApiBudget {
             }
             state.paused = None;
         }
-        if let Some((until, error)) = &state.open {
+        let breaker = breakers
+            .entry(gate.breaker())
+            .or_insert_with(|| Breaker::new(now));
+        breaker.last_used = breaker.last_used.max(now);
+        if let Some((until, error)) = &breaker.open {
             // Half-open: after the open time one probe goes; the rest wait for it.
-            if now < *until || state.probing {
+            if now < *until || breaker.probing {
                 return Admission::Refused(error.clone());
             }
-            state.probing = true;
+            breaker.probing = true;
         }
         let elapsed = now
             .signed_duration_since(state.refilled_at)
@@ -266,9 +315,7 @@ impl ApiBudget {
             }
             Admission::Go
         } else {
-            if state.probing {
-                state.probing = false;
-            }
+            breaker.probing = false;
             let wait = (1.0 - state.tokens) / self.rate_per_second;
             Admission::Wait(Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(60)))
         }
@@ -276,11 +323,14 @@ impl ApiBudget {
 
     /// Gives back an admission that was never used (no call went out).
     pub fn release(&self, gate: &GateKey, fingerprint: &str) {
-        if let Some(state) = self.lock().get_mut(gate) {
-            if !state.is_proven(fingerprint) {
-                state.unproven_in_flight = false;
-            }
-            state.probing = false;
+        let mut gates = self.lock();
+        if let Some(state) = gates.accounts.get_mut(&gate.account())
+            && !state.is_proven(fingerprint)
+        {
+            state.unproven_in_flight = false;
+        }
+        if let Some(breaker) = gates.breakers.get_mut(&gate.breaker()) {
+            breaker.probing = false;
         }
     }
 
@@ -293,10 +343,14 @@ impl ApiBudget {
         now: DateTime<Utc>,
     ) {
         let mut gates = self.lock();
-        let Some(state) = gates.get_mut(gate) else {
+        let Gates { accounts, breakers } = &mut *gates;
+        let (Some(state), Some(breaker)) = (
+            accounts.get_mut(&gate.account()),
+            breakers.get_mut(&gate.breaker()),
+        ) else {
             return;
         };
-        let probing = std::mem::replace(&mut state.probing, false);
+        let probing = std::mem::replace(&mut breaker.probing, false);
         if !state.is_proven(fingerprint) {
             state.unproven_in_flight = false;
         }
@@ -308,9 +362,9 @@ impl ApiBudget {
                     }
                     state.proven.push_back(fingerprint.to_string());
                 }
-                state.server_failures = 0;
-                state.open = None;
-                state.open_for = BREAKER_OPEN;
+                breaker.server_failures = 0;
+                breaker.open = None;
+                breaker.open_for = BREAKER_OPEN;
             }
             Err(error @ (DcsError::Unauthorized(_) | DcsError::Forbidden(_))) => {
                 // Revoked or wrong: this secret is no longer proven.
@@ -332,12 +386,12 @@ impl ApiBudget {
                 state.paused = Some((later(now, pause), error.clone()));
             }
             Err(error @ (DcsError::Server(_) | DcsError::Transport { .. })) => {
-                state.server_failures = state.server_failures.saturating_add(1);
+                breaker.server_failures = breaker.server_failures.saturating_add(1);
                 if probing {
-                    state.open_for = state.open_for.saturating_mul(2).min(BREAKER_MAX_OPEN);
-                    state.open = Some((later(now, state.open_for), error.clone()));
-                } else if state.server_failures >= BREAKER_THRESHOLD {
-                    state.open = Some((later(now, state.open_for), error.clone()));
+                    breaker.open_for = breaker.open_for.saturating_mul(2).min(BREAKER_MAX_OPEN);
+                    breaker.open = Some((later(now, breaker.open_for), error.clone()));
+                } else if breaker.server_failures >= BREAKER_THRESHOLD {
+                    breaker.open = Some((later(now, breaker.open_for), error.clone()));
                 }
             }
             Err(_) => {}
@@ -349,8 +403,8 @@ impl ApiBudget {
     /// lifted, so the new content gets a try; a block someone else caused stays, and
     /// the cap on failures in a window always holds.
     pub fn credentials_changed(&self, principal: &str, previous: &str) {
-        for (gate, state) in self.lock().iter_mut() {
-            if gate.principal == principal
+        for ((_, gate_principal), state) in self.lock().accounts.iter_mut() {
+            if gate_principal == principal
                 && state
                     .auth_blocked
                     .as_ref()
@@ -384,6 +438,7 @@ mod tests {
         GateKey {
             scope: GateScope::Cloud,
             principal: format!("ak:{principal}"),
+            origin: "https://dcs.cn-north-4.myhuaweicloud.com:443".into(),
         }
     }
 
@@ -587,7 +642,8 @@ mod hostile_tests {
             &creds,
             &[],
         );
-        assert_eq!(a, b);
+        assert_eq!(a.account(), b.account(), "one gate for every region");
+        assert_ne!(a.breaker(), b.breaker(), "a breaker per region");
         assert_eq!(a.scope, GateScope::Cloud);
         let evil = gate_key(&endpoint("https://evil.example"), &creds, &[]);
         assert_eq!(
@@ -609,10 +665,12 @@ mod hostile_tests {
         let cloud = GateKey {
             scope: GateScope::Cloud,
             principal: "ak:AK".into(),
+            origin: "https://dcs.cn-north-4.myhuaweicloud.com:443".into(),
         };
         let hostile = GateKey {
             scope: GateScope::Origin("https://evil.example:443".into()),
             principal: "ak:AK".into(),
+            origin: "https://evil.example:443".into(),
         };
         assert_eq!(budget.admit(&hostile, "evil", now), Admission::Go);
         budget.record::<()>(
@@ -646,11 +704,52 @@ mod hostile_tests {
     }
 
     #[test]
+    fn a_region_that_does_not_resolve_opens_only_its_own_breaker() {
+        let budget = ApiBudget::new(100.0, 100);
+        let now = Utc::now();
+        let creds = Credentials::access_key("AK", "SK", None);
+        let real = gate_key(
+            &endpoint("https://dcs.cn-north-4.myhuaweicloud.com"),
+            &creds,
+            &[],
+        );
+        let bogus = gate_key(
+            &endpoint("https://dcs.zz-none-1.myhuaweicloud.com"),
+            &creds,
+            &[],
+        );
+        assert_eq!(
+            real.account(),
+            bogus.account(),
+            "one account at the gateway"
+        );
+        for _ in 0..10 {
+            if budget.admit(&bogus, "other", now) == Admission::Go {
+                let unreachable: Result<(), DcsError> = Err(DcsError::Transport {
+                    message: "dns error".into(),
+                    timeout: false,
+                });
+                budget.record(&bogus, "other", &unreachable, now);
+            }
+        }
+        assert!(matches!(
+            budget.admit(&bogus, "other", now),
+            Admission::Refused(_)
+        ));
+        assert_eq!(
+            budget.admit(&real, "good", now),
+            Admission::Go,
+            "the real region still goes"
+        );
+    }
+
+    #[test]
     fn at_most_three_failed_signatures_in_five_minutes_whatever_the_edits() {
         let budget = ApiBudget::new(100.0, 100);
         let cloud = GateKey {
             scope: GateScope::Cloud,
             principal: "ak:AK".into(),
+            origin: "https://dcs.cn-north-4.myhuaweicloud.com:443".into(),
         };
         let start = Utc::now();
         let mut failures = Vec::new();
@@ -690,6 +789,7 @@ mod hostile_tests {
         let cloud = GateKey {
             scope: GateScope::Cloud,
             principal: "ak:AK".into(),
+            origin: "https://dcs.cn-north-4.myhuaweicloud.com:443".into(),
         };
         let now = Utc::now();
         assert_eq!(budget.admit(&cloud, "victim-old", now), Admission::Go);
@@ -716,13 +816,14 @@ mod hostile_tests {
             let gate = GateKey {
                 scope: GateScope::Origin(format!("https://h{i}.example:443")),
                 principal: "ak:AK".into(),
+                origin: format!("https://h{i}.example:443"),
             };
             budget.admit(&gate, "fp", now);
             budget.record::<()>(&gate, "fp", &Ok(()), now);
         }
-        assert_eq!(budget.len(), 100);
+        assert_eq!(budget.len(), 200, "a gate and a breaker each");
         budget.prune(now + TimeDelta::minutes(5));
-        assert_eq!(budget.len(), 100, "recently used");
+        assert_eq!(budget.len(), 200, "recently used");
         budget.prune(now + TimeDelta::minutes(11));
         assert_eq!(budget.len(), 0);
     }
@@ -733,6 +834,7 @@ mod hostile_tests {
         let gate = GateKey {
             scope: GateScope::Origin("https://fake.example:443".into()),
             principal: "ak:AK".into(),
+            origin: "https://fake.example:443".into(),
         };
         let now = Utc::now();
         for i in 0..1000 {
@@ -740,6 +842,6 @@ mod hostile_tests {
             assert_eq!(budget.admit(&gate, &fp, now), Admission::Go);
             budget.record::<()>(&gate, &fp, &Ok(()), now);
         }
-        assert!(budget.lock()[&gate].proven.len() <= MAX_PROVEN);
+        assert!(budget.lock().accounts[&gate.account()].proven.len() <= MAX_PROVEN);
     }
 }

@@ -23,8 +23,9 @@ use crate::crd::DcsInstance;
 use crate::dcs::{Credentials, SecretString};
 use crate::plan::{self, Observation, PlanInput, Problem, SpecProblem};
 
-/// The connection Secret as reconcile found it.
-#[derive(Debug, Clone)]
+/// The connection Secret as reconcile found it. Its Debug names the Secret, never
+/// its data.
+#[derive(Clone)]
 pub enum ExistingSecret {
     /// Not looked at: nothing is about to be written.
     NotRead,
@@ -34,6 +35,18 @@ pub enum ExistingSecret {
     Cached(Secret),
     /// Just read from the API server.
     Read(Secret),
+}
+
+impl std::fmt::Debug for ExistingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |secret: &Secret| secret.metadata.name.clone().unwrap_or_default();
+        match self {
+            ExistingSecret::NotRead => f.write_str("NotRead"),
+            ExistingSecret::Absent => f.write_str("Absent"),
+            ExistingSecret::Cached(secret) => write!(f, "Cached({})", name(secret)),
+            ExistingSecret::Read(secret) => write!(f, "Read({})", name(secret)),
+        }
+    }
 }
 
 impl ExistingSecret {
@@ -142,9 +155,11 @@ pub async fn gather(ctx: &Context, obj: &DcsInstance) -> Result<Gather> {
         .map(|r| r.connection_secret_name.clone())
         .unwrap_or_else(|| format!("{name}-dcs"));
     let about_to_write = problems.is_empty()
-        && observation
-            .as_ref()
-            .is_some_and(|o| o.result.as_ref().is_ok_and(|i| has_address(i)));
+        && observation.as_ref().is_some_and(|o| {
+            o.result
+                .as_ref()
+                .is_ok_and(|i| plan::status::has_connection_details(i, obj.status.as_ref()))
+        });
     let connection_secret =
         read_connection_secret(ctx, &namespace, &connection_secret_name, about_to_write).await?;
     if connection_secret
@@ -167,11 +182,6 @@ pub async fn gather(ctx: &Context, obj: &DcsInstance) -> Result<Gather> {
             .map(|r| r.poll_interval)
             .unwrap_or(shared.defaults.poll_interval),
     })))
-}
-
-/// Whether an answer gives what a connection Secret needs (an address and a port).
-fn has_address(instance: &crate::dcs::Instance) -> bool {
-    !instance.addresses().is_empty() && instance.port.is_some_and(|p| (1..=65535).contains(&p))
 }
 
 /// The connection Secret from the owned-Secret cache; else, when one is about to be

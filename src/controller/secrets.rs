@@ -35,6 +35,22 @@ pub struct FoundCredentials {
 /// The longest access key accepted (Huawei Cloud's are 20 characters).
 pub const MAX_ACCESS_KEY_LENGTH: usize = 128;
 
+/// The longest security or IAM token accepted (real ones are a few KiB).
+pub const MAX_TOKEN_LENGTH: usize = 32 << 10;
+
+/// A token goes into a header: visible ASCII only, bounded.
+fn valid_token(token: &str) -> bool {
+    (1..=MAX_TOKEN_LENGTH).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A project id as the CRD accepts it in `spec.projectId`: 32 lower-case hex digits.
+fn valid_project_id(project_id: &str) -> bool {
+    project_id.len() == 32
+        && project_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// An access key is 1 to 128 ASCII letters and digits; anything else is refused
 /// before any call (it would only ever fail, and it is tenant data that ends up in
 /// gate keys and headers).
@@ -56,6 +72,20 @@ pub fn parse_credentials(
     };
     let origin = origin.to_string();
     let project_id = read(KEY_PROJECT_ID);
+    let invalid = |key: &'static str| {
+        Err(CredentialsProblem::InvalidValue {
+            origin: origin.clone(),
+            key,
+        })
+    };
+    if project_id.as_deref().is_some_and(|p| !valid_project_id(p)) {
+        return invalid(KEY_PROJECT_ID);
+    }
+    for key in [KEY_SECURITY_TOKEN, KEY_AUTH_TOKEN] {
+        if read(key).is_some_and(|token| !valid_token(&token)) {
+            return invalid(key);
+        }
+    }
     let credentials = match (
         read(KEY_ACCESS_KEY),
         read(KEY_SECRET_KEY),
@@ -376,12 +406,19 @@ mod tests {
     #[test]
     fn parses_every_form() {
         let ak = parse_credentials(
-            map(&[("accessKey", "AK"), ("secretKey", "SK"), ("projectId", "p")]),
+            map(&[
+                ("accessKey", "AK"),
+                ("secretKey", "SK"),
+                ("projectId", "0123456789abcdef0123456789abcdef"),
+            ]),
             "s",
         )
         .unwrap();
         assert_eq!(ak.credentials.access_key_id(), Some("AK"));
-        assert_eq!(ak.project_id.as_deref(), Some("p"));
+        assert_eq!(
+            ak.project_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         let token = parse_credentials(map(&[("authToken", "T")]), "s").unwrap();
         assert!(matches!(token.credentials, Credentials::Token(_)));
         let message = |problem: CredentialsProblem| problem.to_string();

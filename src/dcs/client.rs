@@ -409,9 +409,8 @@ impl DcsClient {
         spec: &RequestSpec,
         at: DateTime<Utc>,
     ) -> Result<reqwest::Request, DcsError> {
-        let invalid = |what: &str| DcsError::Transport {
-            message: format!("could not build the request: {what}"),
-            timeout: false,
+        let invalid = |what: &str| DcsError::Unsendable {
+            message: what.to_string(),
         };
         let path = format!("{}{}", endpoint.path_prefix(), spec.path);
         let query = signer::canonical_query(&spec.query);

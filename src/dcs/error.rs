@@ -38,7 +38,7 @@ impl ApiError {
             Some((code, message)) => (Some(code), message),
             None => {
                 let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
-                let text = truncate(text.trim(), 512);
+                let text = super::bounded::clip(text.trim(), 513);
                 (Some(status.to_string()), (!text.is_empty()).then_some(text))
             }
         };
@@ -119,7 +119,8 @@ struct ErrorBody {
     request_id: Option<String>,
 }
 
-/// A scalar as text (strings cut to 1024 characters, numbers written out), else None.
+/// A scalar as text (strings cut to 1024 characters and an ellipsis, numbers written
+/// out), else None.
 const SCALAR: Text = Text {
     max: 1025,
     numbers: true,
@@ -214,13 +215,6 @@ impl<'de> Deserialize<'de> for ErrorBody {
     }
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
 /// The codes that mean "this instance does not exist" (as opposed to a wrong URL).
 pub const INSTANCE_NOT_FOUND_CODES: &[&str] = &["DCS.3022", "111404022"];
 
@@ -243,6 +237,10 @@ pub enum DcsError {
     Client(ApiError),
     #[error("could not reach DCS: {message}")]
     Transport { message: String, timeout: bool },
+    /// The request could not even be built (a header value that is not text): it
+    /// was never sent, so it tells nothing about the endpoint.
+    #[error("could not build the request: {message}")]
+    Unsendable { message: String },
     #[error("could not decode the DCS answer: {message}")]
     Decode {
         message: String,
@@ -279,6 +277,7 @@ impl DcsError {
             DcsError::Throttled { .. } => "Throttled",
             DcsError::Server(_) | DcsError::Transport { .. } => "DcsUnavailable",
             DcsError::Client(_) => "RequestRefused",
+            DcsError::Unsendable { .. } => "CredentialsInvalid",
             DcsError::Decode { .. } => "DecodeError",
         }
     }
@@ -291,7 +290,9 @@ impl DcsError {
             | DcsError::Server(api)
             | DcsError::Client(api)
             | DcsError::Throttled { api, .. } => Some(api),
-            DcsError::Transport { .. } | DcsError::Decode { .. } => None,
+            DcsError::Transport { .. } | DcsError::Decode { .. } | DcsError::Unsendable { .. } => {
+                None
+            }
         }
     }
 

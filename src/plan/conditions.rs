@@ -148,6 +148,9 @@ pub fn error_message(error: &DcsError) -> String {
         DcsError::Transport { message, .. } => {
             format!("Could not reach DCS ({message}); the last known values are kept")
         }
+        DcsError::Unsendable { message } => format!(
+            "The request to DCS could not be built ({message}); check the credentials Secret (securityToken, authToken, projectId)"
+        ),
         DcsError::Decode { message, .. } => {
             format!(
                 "DCS sent an answer that could not be read ({message}); the last known values are kept"

@@ -52,6 +52,11 @@ pub enum CredentialsProblem {
     /// Never the value: it may be a secret pasted into the wrong key.
     #[error("{origin}: accessKey must be 1 to {max} letters and digits")]
     InvalidAccessKey { origin: String, max: usize },
+    /// A token or project id that cannot go into a request; never the value.
+    #[error(
+        "{origin}: {key} is not valid (tokens are printable ASCII, a projectId is 32 lower-case hex digits)"
+    )]
+    InvalidValue { origin: String, key: &'static str },
     #[error("spec.credentialsSecretRef is required: this operator has no default credentials")]
     NoDefaults,
     #[error(
@@ -93,9 +98,10 @@ impl Problem {
     pub fn reason(&self) -> &'static str {
         match self {
             Problem::InvalidSpec(_) => reasons::INVALID_SPEC,
-            Problem::Credentials(CredentialsProblem::InvalidAccessKey { .. }) => {
-                reasons::CREDENTIALS_INVALID
-            }
+            Problem::Credentials(
+                CredentialsProblem::InvalidAccessKey { .. }
+                | CredentialsProblem::InvalidValue { .. },
+            ) => reasons::CREDENTIALS_INVALID,
             Problem::Credentials(_) => reasons::CREDENTIALS_NOT_FOUND,
             Problem::Password(_) => reasons::PASSWORD_SECRET_NOT_FOUND,
             Problem::SecretConflict { .. } => reasons::SECRET_CONFLICT,

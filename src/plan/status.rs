@@ -83,6 +83,13 @@ pub fn facts_of(status: &DcsInstanceStatus) -> DcsInstanceStatus {
     }
 }
 
+/// Whether an answer, merged over the stored status as the plan merges it, gives a
+/// connection Secret something to hold (an address and a port). Gather asks this to
+/// know whether the Secret is about to be written, with the plan's own rule.
+pub fn has_connection_details(instance: &Instance, current: Option<&DcsInstanceStatus>) -> bool {
+    connection_details(&observed_fields(instance, current), None).is_some()
+}
+
 pub fn connection_details(
     facts: &DcsInstanceStatus,
     password: Option<&str>,

@@ -394,7 +394,7 @@ async fn a_hostile_tenant_cannot_crash_starve_or_bloat_the_operator() {
     assert_eq!(shared.cache_sizes(), baseline);
     let scraped = shared.metrics().encode().unwrap();
     assert!(
-        scraped.contains("dcs_operator_cache_entries{cache=\"api_gates\"} 1"),
+        scraped.contains("dcs_operator_cache_entries{cache=\"api_gates\"} 2"),
         "{scraped}"
     );
     assert_eq!(shared.metrics().panics_total(), 0);

@@ -159,7 +159,11 @@ proptest! {
         let parsed = parse_retry_after(&value, now);
         prop_assert!(parsed.is_none_or(|d| d <= MAX_RETRY_AFTER));
         let budget = ApiBudget::new(10.0, 10);
-        let gate = GateKey { scope: GateScope::Origin("https://evil.example:443".into()), principal: "ak:AK".into() };
+        let gate = GateKey {
+            scope: GateScope::Origin("https://evil.example:443".into()),
+            principal: "ak:AK".into(),
+            origin: "https://evil.example:443".into(),
+        };
         let _ = budget.admit(&gate, "fp", now);
         let error = DcsError::Throttled { retry_after: parsed, api: ApiError { status: 429, ..Default::default() } };
         budget.record::<()>(&gate, "fp", &Err(error.clone()), now);
