@@ -6,6 +6,7 @@ mod chart;
 mod controller;
 mod crd;
 mod hostile;
+mod hostile_process;
 mod model;
 mod operations;
 mod properties;
