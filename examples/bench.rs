@@ -4,12 +4,20 @@
 //! against the per-object baseline, printed as a Markdown table.
 //!
 //! `cargo build --release && cargo run --release --example bench -- --scenarios 100,1000,10000`
+//!
+//! `--hostile`: each scenario with batch polling, once as is and once with a hostile
+//! tenant beside it (every hostile endpoint mode and tarpits), then what a 16 MiB
+//! hostile body costs above idle.
 
 // A crate root resolves `mod x;` beside itself, hence the paths.
 #[path = "bench/cluster.rs"]
 mod cluster;
 #[path = "bench/harness.rs"]
 mod harness;
+#[path = "bench/hostile.rs"]
+mod hostile;
+#[path = "bench/hostile_tenant.rs"]
+mod hostile_tenant;
 #[path = "bench/standin.rs"]
 mod standin;
 
@@ -49,12 +57,33 @@ struct Args {
     /// Skip the per-object baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Batch polling with and without a hostile tenant (instead of batch against
+    /// per-object), then the cost of 16 MiB hostile bodies above idle.
+    #[arg(long)]
+    hostile: bool,
+    /// Tarpits of the hostile tenant.
+    #[arg(long, default_value_t = 10)]
+    tarpits: usize,
+    /// DcsInstances of the healthy tenant while 16 MiB bodies are measured.
+    #[arg(long, default_value_t = 100)]
+    body_cost_n: usize,
+    /// Requests each 16 MiB endpoint must have received before the figure is read.
+    #[arg(long, default_value_t = 3)]
+    body_cost_polls: u64,
+    /// The 16 MiB endpoints: list (HugeList), ip (HugeIp), error (HugeErrorBody).
+    #[arg(long, value_delimiter = ',', default_value = "list,ip,error")]
+    body_cost_modes: Vec<String>,
+    /// Only the 16 MiB measurement (no scenario table).
+    #[arg(long)]
+    body_cost_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Batch,
     Baseline,
+    /// Batch polling with a hostile tenant beside the healthy one.
+    Hostile,
 }
 
 impl Mode {
@@ -62,12 +91,13 @@ impl Mode {
         match self {
             Mode::Batch => "batch",
             Mode::Baseline => "per-object",
+            Mode::Hostile => "batch + hostile tenant",
         }
     }
 
     fn flags(self) -> Vec<String> {
         let flags: &[&str] = match self {
-            Mode::Batch => &["--batch-polling=true"],
+            Mode::Batch | Mode::Hostile => &["--batch-polling=true"],
             // Unthrottled, so the baseline shows what per-object polling costs
             // rather than how the rate limiter queues it. At N = 10 000 with 10 s
             // ticks and 50 ms per call it needs ~1 000 calls a second in flight: the
@@ -109,9 +139,20 @@ enum Backend {
 }
 
 impl Backend {
+    /// Ready DcsInstances of the healthy tenant (namespaces `bench-*`).
     async fn ready_count(&self) -> anyhow::Result<usize> {
         match self {
-            Backend::StandIn(server) => Ok(server.state.ready_count()),
+            Backend::StandIn(server) => Ok(server
+                .state
+                .objects(standin::DCS_INSTANCES)
+                .iter()
+                .filter(|o| {
+                    o.pointer("/metadata/namespace")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|ns| ns.starts_with("bench-"))
+                })
+                .filter(|o| standin::is_ready(o))
+                .count()),
             Backend::Cluster(cluster) => cluster.ready_count().await,
         }
     }
@@ -158,12 +199,17 @@ async fn run_one(
     n: usize,
     mode: Mode,
 ) -> anyhow::Result<Row> {
-    let dir = harness::scratch_dir(&format!("{n}-{}", mode.label()))?;
+    anyhow::ensure!(
+        !(args.cluster && mode == Mode::Hostile),
+        "--hostile runs against the stand-in only"
+    );
+    let dir = harness::scratch_dir(&format!("{n}-{}", mode.label().replace(' ', "")))?;
     eprintln!("== N = {n}, {} (logs in {})", mode.label(), dir.display());
     let sim = harness::start_simulator(n, args.latency_ms).await?;
     let endpoint = sim.base_url();
     let mut extra = mode.flags();
     extra.extend(["--default-poll-interval".into(), "10s".into()]);
+    let mut hostile_tenant = None;
     let (backend, kubeconfig) = if args.cluster {
         let cluster = cluster::Cluster::setup(n, args.namespaces, &endpoint).await?;
         for ns in &cluster.namespaces {
@@ -187,6 +233,10 @@ async fn run_one(
                 standin::DCS_INSTANCES,
                 harness::dcs_instance(&ns, i, &endpoint),
             );
+        }
+        if mode == Mode::Hostile {
+            hostile_tenant =
+                Some(hostile_tenant::HostileTenant::full(&server.state, args.tarpits).await?);
         }
         let path = dir.join("kubeconfig");
         std::fs::write(&path, server.kubeconfig())?;
@@ -240,6 +290,10 @@ async fn run_one(
     let reconciles = operator.metric_sum("dcs_operator_reconciles_total").await;
     let stats = operator.proc_stats();
     operator.stop();
+    if let Some(tenant) = &hostile_tenant {
+        eprintln!("   hostile requests: {}", tenant.request_summary());
+    }
+    drop(hostile_tenant);
 
     let ticks = f64::from(args.ticks);
     let (write_breakdown, request_breakdown) = match (&k8s_after.counts, &k8s_before.counts) {
@@ -293,7 +347,7 @@ fn print_table(rows: &[Row], args: &Args) {
             ),
         };
         let target = match row.mode {
-            Mode::Batch => format!(" ({})", row.n.div_ceil(1000)),
+            Mode::Batch | Mode::Hostile => format!(" ({})", row.n.div_ceil(1000)),
             Mode::Baseline => String::new(),
         };
         println!(
@@ -320,6 +374,12 @@ fn print_table(rows: &[Row], args: &Args) {
             let ratio = baseline.dcs_per_tick / batch.dcs_per_tick.max(f64::MIN_POSITIVE);
             println!(
                 "- N = {n}: per-object polling makes {ratio:.0}× the DCS calls of batch polling"
+            );
+        }
+        if let (Some(batch), Some(hostile)) = (per(Mode::Batch), per(Mode::Hostile)) {
+            println!(
+                "- N = {n}: the hostile tenant adds {:+.1} MiB of peak RSS",
+                hostile.peak_rss_mib - batch.peak_rss_mib
             );
         }
     }
@@ -357,10 +417,16 @@ async fn main() -> anyhow::Result<()> {
             "API stand-in"
         }
     );
+    if args.body_cost_only {
+        println!("{}", body_cost(&args, &binary).await?);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for &n in &args.scenarios {
         let mut modes = vec![Mode::Batch];
-        if !args.no_baseline {
+        if args.hostile {
+            modes.push(Mode::Hostile);
+        } else if !args.no_baseline {
             modes.push(Mode::Baseline);
         }
         for mode in modes {
@@ -370,5 +436,123 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     print_table(&rows, &args);
+    if args.hostile {
+        let cost = body_cost(&args, &binary).await?;
+        println!();
+        println!("{cost}");
+    }
     Ok(())
+}
+
+/// What 16 MiB hostile bodies cost: the operator with `--body-cost-n` healthy
+/// DcsInstances, idle (all Ready and one more tick), then while a HugeList, a
+/// HugeIp and a HugeErrorBody endpoint are each polled at least three times; the
+/// difference of the peak RSS (VmHWM) is the cost above idle.
+async fn body_cost(args: &Args, binary: &std::path::Path) -> anyhow::Result<String> {
+    if args.cluster {
+        anyhow::bail!("--hostile runs against the stand-in only");
+    }
+    let polls = args.body_cost_polls;
+    let modes = args
+        .body_cost_modes
+        .iter()
+        .map(|name| match name.as_str() {
+            "list" => Ok(hostile::Mode::HugeList),
+            "ip" => Ok(hostile::Mode::HugeIp),
+            "error" => Ok(hostile::Mode::HugeErrorBody),
+            other => Err(anyhow::anyhow!("unknown --body-cost-modes entry {other}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let n = args.body_cost_n;
+    let dir = harness::scratch_dir("body-cost")?;
+    eprintln!(
+        "== 16 MiB bodies above idle, N = {n} (logs in {})",
+        dir.display()
+    );
+    let sim = harness::start_simulator(n, args.latency_ms).await?;
+    let server = standin::Server::start().await?;
+    for i in 0..args.namespaces {
+        let ns = harness::namespace_name("bench", i);
+        server
+            .state
+            .insert(standin::NAMESPACES, harness::namespace_object(&ns));
+        server
+            .state
+            .insert(standin::SECRETS, harness::credentials_secret(&ns));
+    }
+    for i in 0..n {
+        let ns = harness::namespace_of("bench", i, args.namespaces);
+        server.state.insert(
+            standin::DCS_INSTANCES,
+            harness::dcs_instance(&ns, i, &sim.base_url()),
+        );
+    }
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig())?;
+    let backend = Backend::StandIn(server);
+    let mut operator = OperatorProcess::spawn(
+        binary,
+        Some(&kubeconfig),
+        &Mode::Batch.flags(),
+        &dir.join("operator.log"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    while backend.ready_count().await? < n {
+        if let Some(status) = operator.exited() {
+            anyhow::bail!("the operator exited ({status}):\n{}", operator.log_tail(20));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not all Ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(POLL_INTERVAL + Duration::from_secs(2)).await;
+    let idle = operator.proc_stats();
+
+    let Backend::StandIn(server) = &backend else {
+        unreachable!("the stand-in")
+    };
+    let mut tenant = hostile_tenant::HostileTenant::new(&server.state);
+    for mode in modes {
+        tenant.add(&server.state, mode).await?;
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.ready_timeout);
+    while tenant.min_requests() < polls {
+        if let Some(status) = operator.exited() {
+            anyhow::bail!("the operator exited ({status}):\n{}", operator.log_tail(20));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "hostile endpoints not polled {polls} times: {}",
+            tenant.request_summary()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last answers are read and dropped within the client timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hostile = operator.proc_stats();
+    let summary = tenant.request_summary();
+    let still_ready = backend.ready_count().await?;
+    operator.stop();
+    server.stop();
+    drop(tenant);
+    sim.shutdown().await;
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let cost = mib(hostile.peak_rss_kib) - mib(idle.peak_rss_kib);
+    Ok(format!(
+        "16 MiB hostile bodies at N = {n} (requests: {summary}; {:.0} s; {still_ready}/{n} healthy Ready after):\n\n\
+         | | peak RSS (VmHWM) | RSS now (VmRSS) |\n\
+         |---|---:|---:|\n\
+         | idle (all Ready, one more tick) | {:.1} MiB | {:.1} MiB |\n\
+         | after the 16 MiB bodies | {:.1} MiB | {:.1} MiB |\n\
+         | difference | {cost:+.1} MiB | {:+.1} MiB |\n\n\
+         target: under 32 MiB above idle: {}",
+        started.elapsed().as_secs_f64(),
+        mib(idle.peak_rss_kib),
+        mib(idle.rss_kib),
+        mib(hostile.peak_rss_kib),
+        mib(hostile.rss_kib),
+        mib(hostile.rss_kib) - mib(idle.rss_kib),
+        if cost < 32.0 { "met" } else { "missed" },
+    ))
 }

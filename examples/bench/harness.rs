@@ -87,30 +87,57 @@ pub fn namespace_object(name: &str) -> Value {
 
 /// The simulator's default keys, as a credentials Secret.
 pub fn credentials_secret(namespace: &str) -> Value {
+    secret_with_keys(
+        namespace,
+        CREDENTIALS_SECRET,
+        SimConfig::DEFAULT_ACCESS_KEY,
+        SimConfig::DEFAULT_SECRET_KEY,
+    )
+}
+
+/// A credentials Secret `name` holding these keys.
+pub fn secret_with_keys(namespace: &str, name: &str, access_key: &str, secret_key: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "type": "Opaque",
         "data": {
-            "accessKey": base64(SimConfig::DEFAULT_ACCESS_KEY),
-            "secretKey": base64(SimConfig::DEFAULT_SECRET_KEY),
+            "accessKey": base64(access_key),
+            "secretKey": base64(secret_key),
         },
     })
 }
 
 /// DcsInstance `n`, naming simulator instance `n`.
 pub fn dcs_instance(namespace: &str, n: usize, endpoint: &str) -> Value {
+    dcs_instance_named(
+        namespace,
+        &format!("bench-{n}"),
+        &instance_id(n),
+        endpoint,
+        CREDENTIALS_SECRET,
+    )
+}
+
+/// A DcsInstance polled every [`POLL_INTERVAL`] with the credentials in `secret`.
+pub fn dcs_instance_named(
+    namespace: &str,
+    name: &str,
+    id: &str,
+    endpoint: &str,
+    secret: &str,
+) -> Value {
     json!({
         "apiVersion": "dcs.operator.dev/v1alpha1",
         "kind": "DcsInstance",
-        "metadata": {"name": format!("bench-{n}"), "namespace": namespace,
+        "metadata": {"name": name, "namespace": namespace,
             "labels": {"app.kubernetes.io/part-of": "dcs-bench"}},
         "spec": {
-            "instanceId": instance_id(n),
+            "instanceId": id,
             "projectId": PROJECT,
             "endpoint": endpoint,
-            "credentialsSecretRef": {"name": CREDENTIALS_SECRET},
+            "credentialsSecretRef": {"name": secret},
             "pollInterval": format!("{}s", POLL_INTERVAL.as_secs()),
         },
     })
@@ -128,11 +155,14 @@ pub struct OperatorProcess {
     pub log: PathBuf,
 }
 
-/// CPU time and peak memory of one process, from /proc.
+/// CPU time and memory of one process, from /proc.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcStats {
     pub cpu_seconds: f64,
+    /// VmHWM: the largest resident set so far.
     pub peak_rss_kib: u64,
+    /// VmRSS: the resident set now.
+    pub rss_kib: u64,
 }
 
 impl OperatorProcess {
@@ -206,10 +236,43 @@ impl OperatorProcess {
         let _ = self.child.wait();
     }
 
+    /// Asks the process to stop (SIGTERM, through `kill`: no libc dependency for
+    /// one call) and waits up to `grace` for it to exit; then SIGKILLs it and
+    /// returns None. Some(status) is how it ended on its own.
+    pub async fn terminate(mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Some(status);
+        }
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = std::time::Instant::now() + grace;
+        while sent && std::time::Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.stop();
+        None
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A test that fails midway must not leave the operator running.
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -251,15 +314,18 @@ pub fn proc_stats(pid: u32) -> ProcStats {
         .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
         .sum();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak_rss_kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0);
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
     ProcStats {
         cpu_seconds: ticks as f64 / clock_ticks(),
-        peak_rss_kib,
+        peak_rss_kib: kib("VmHWM:"),
+        rss_kib: kib("VmRSS:"),
     }
 }
 

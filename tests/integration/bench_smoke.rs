@@ -3,10 +3,11 @@
 //! simulator. Asserts counts only (all Ready, no Kubernetes writes in steady
 //! state), never wall time: the timeouts are outer bounds for a loaded machine.
 
+// Also used by hostile_process.rs (a file loads as one module only).
 #[path = "../../examples/bench/harness.rs"]
-mod harness;
+pub(crate) mod harness;
 #[path = "../../examples/bench/standin.rs"]
-mod standin;
+pub(crate) mod standin;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -6,8 +6,9 @@
 //! 40 tarpit origins, and wrong secrets toward the region with a Secret edited on
 //! every tick. Counts under the injected clock, never wall time.
 
+// Also used by hostile_process.rs (a file loads as one module only).
 #[path = "../../examples/bench/hostile.rs"]
-mod hostile_endpoint;
+pub(crate) mod hostile_endpoint;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ mod controller;
 mod crd;
 mod docs;
 mod hostile;
+mod hostile_process;
 mod model;
 mod operations;
 mod properties;
