@@ -1,10 +1,12 @@
-//! Batch polling: DcsInstances are grouped by (namespace, endpoint, project, full
-//! credentials); per group and tick one paged list call fills the observation store
-//! for all of them, and only the objects whose answer changed are reconciled.
-//! Steady state costs ceil(N/1000) DCS calls per group and tick instead of N.
+//! Batch polling: DcsInstances are grouped by (endpoint, project, full credentials);
+//! per group and tick one paged list call fills the observation store for all of
+//! them, and only the objects whose answer changed are reconciled. Steady state
+//! costs ceil(N/1000) DCS calls per group and tick instead of N.
 //!
-//! Each group polls in its own supervised task, under its namespace's share of DCS
-//! calls, so a slow or hostile endpoint delays only its own group.
+//! Each group polls in its own supervised task, so a slow or hostile endpoint
+//! delays only its own group. A group spans namespaces only when they hold the very
+//! same credentials (one owner); its list calls spend the share of the namespace
+//! that created it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -32,9 +34,6 @@ const MAX_TICK: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupKey {
-    /// Groups never span namespaces: one namespace's endpoint or budget trouble
-    /// stays in that namespace.
-    pub namespace: String,
     pub endpoint: String,
     pub project_id: String,
     pub credentials_fingerprint: String,
@@ -49,6 +48,8 @@ struct Member {
 
 /// A group as one tick sees it.
 struct Snapshot {
+    /// Whose share of DCS calls the list spends.
+    namespace: String,
     endpoint: Endpoint,
     credentials: Credentials,
     gate: GateKey,
@@ -56,6 +57,8 @@ struct Snapshot {
 }
 
 struct Group {
+    /// The namespace of the member that created the group.
+    namespace: String,
     endpoint: Endpoint,
     credentials: Credentials,
     gate: GateKey,
@@ -99,7 +102,6 @@ impl BatchPoller {
     /// and asking for a list right away when the member is new.
     pub fn register(&self, shared: &Arc<Shared>, registration: Registration<'_>) {
         let key = GroupKey {
-            namespace: registration.namespace.to_string(),
             endpoint: registration.endpoint.as_str().to_string(),
             project_id: registration.project_id.to_string(),
             credentials_fingerprint: registration.credentials_fingerprint.to_string(),
@@ -134,6 +136,7 @@ impl BatchPoller {
                 groups.insert(
                     key.clone(),
                     Group {
+                        namespace: registration.namespace.to_string(),
                         endpoint: registration.endpoint.clone(),
                         credentials: registration.credentials.clone(),
                         gate: registration.gate.clone(),
@@ -191,6 +194,7 @@ impl BatchPoller {
         let groups = self.lock();
         let group = groups.get(key)?;
         Some(Snapshot {
+            namespace: group.namespace.clone(),
             endpoint: group.endpoint.clone(),
             credentials: group.credentials.clone(),
             gate: group.gate.clone(),
@@ -252,6 +256,7 @@ async fn poll_once(
     interval: Duration,
 ) -> Duration {
     let Snapshot {
+        namespace,
         endpoint,
         credentials,
         gate,
@@ -272,7 +277,7 @@ async fn poll_once(
     let target = CallTarget {
         gate: &gate,
         fingerprint: &key.credentials_fingerprint,
-        namespace: &key.namespace,
+        namespace: &namespace,
         operation: "list_instances",
     };
     let outcome = dcs_call::call(shared, target, PermitMode::Wait, || {
@@ -356,7 +361,7 @@ fn learn_unlisted<'a>(
     interval: Duration,
 ) -> Duration {
     if let Err(error) = &result {
-        warn!(namespace = %key.namespace, endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
+        warn!(endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
     }
     for (instance_id, interested) in unlisted {
         let observation = observation_key(key, instance_id);
