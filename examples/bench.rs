@@ -32,6 +32,9 @@ use harness::{OperatorProcess, POLL_INTERVAL};
 #[derive(Debug, Parser)]
 #[command(about = "dcs-operator scale benchmark")]
 struct Args {
+    /// Extra flags for the operator (repeatable), e.g. `--operator-arg=--namespace-concurrency=64`.
+    #[arg(long = "operator-arg", allow_hyphen_values = true)]
+    operator_args: Vec<String>,
     /// Numbers of DcsInstances, one scenario each.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     scenarios: Vec<usize>,
@@ -209,6 +212,7 @@ async fn run_one(
     let endpoint = sim.base_url();
     let mut extra = mode.flags();
     extra.extend(["--default-poll-interval".into(), "10s".into()]);
+    extra.extend(args.operator_args.iter().cloned());
     let mut hostile_tenant = None;
     let (backend, kubeconfig) = if args.cluster {
         let cluster = cluster::Cluster::setup(n, args.namespaces, &endpoint).await?;

@@ -287,41 +287,11 @@ async fn poll_once(
             &key.project_id,
             MAX_LIST_PAGE,
             |id| by_instance.contains_key(id),
-            |item| {
-                let Some(id) = item.instance_id.as_deref() else {
-                    return;
-                };
-                let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
-                    return;
-                };
-                found.insert(*instance_id);
-                let outcome = shared.observations.record_listed(
-                    observation_key(key, instance_id),
-                    item,
-                    shared.clock.now(),
-                );
-                if outcome.changed || outcome.needs_show {
-                    for member in interested {
-                        shared.request_reconcile(member.object.clone());
-                    }
-                }
-            },
+            |item| merge_listed(shared, key, &by_instance, &mut found, item),
         );
         // A whole listing, every page, within a deadline: a server that keeps
         // sending full pages must not hold its namespace's slot for an hour.
-        async move {
-            tokio::time::timeout(LIST_DEADLINE, list)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::dcs::DcsError::Transport {
-                        message: format!(
-                            "the listing took longer than {} s",
-                            LIST_DEADLINE.as_secs()
-                        ),
-                        timeout: true,
-                    })
-                })
-        }
+        within_deadline(list)
     })
     .await;
     let at = shared.clock.now();
@@ -347,6 +317,49 @@ async fn poll_once(
             learn_unlisted(shared, key, result.map(|_| ()), unlisted, at, interval)
         }
     }
+}
+
+/// Merges one listed item over the last answer of its instance, and wakes the
+/// members whose answer changed (or that need a ShowInstance).
+fn merge_listed<'a>(
+    shared: &Shared,
+    key: &GroupKey,
+    by_instance: &HashMap<&'a str, Vec<&Member>>,
+    found: &mut std::collections::HashSet<&'a str>,
+    item: crate::dcs::Instance,
+) {
+    let Some(id) = item.instance_id.as_deref() else {
+        return;
+    };
+    let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
+        return;
+    };
+    found.insert(*instance_id);
+    let outcome = shared.observations.record_listed(
+        observation_key(key, instance_id),
+        item,
+        shared.clock.now(),
+    );
+    if outcome.changed || outcome.needs_show {
+        for member in interested {
+            shared.request_reconcile(member.object.clone());
+        }
+    }
+}
+
+/// A whole listing, every page, within [`LIST_DEADLINE`]: a server that keeps
+/// sending full pages must not hold its namespace's share for an hour.
+async fn within_deadline<T>(
+    list: impl std::future::Future<Output = Result<T, crate::dcs::DcsError>>,
+) -> Result<T, crate::dcs::DcsError> {
+    tokio::time::timeout(LIST_DEADLINE, list)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::dcs::DcsError::Transport {
+                message: format!("the listing took longer than {} s", LIST_DEADLINE.as_secs()),
+                timeout: true,
+            })
+        })
 }
 
 /// What a list answer tells the members it did not list: after a success, only
