@@ -103,6 +103,13 @@ pub fn gate_key(
     }
 }
 
+/// What one admission took: the half-open probe, or the one unproven call at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticket {
+    probe: bool,
+    unproven: bool,
+}
+
 /// Whether a call may go out now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
@@ -249,6 +256,33 @@ impl ApiBudget {
     /// Asks for one call through `gate` with credentials `fingerprint` at `now`; a
     /// `Go` spends a token.
     pub fn admit(&self, gate: &GateKey, fingerprint: &str, now: DateTime<Utc>) -> Admission {
+        self.admit_ticket(gate, fingerprint, now).0
+    }
+
+    /// Like [`Self::admit`], with the [`Ticket`] of what this admission took: give
+    /// it back to [`Self::release_ticket`] or [`Self::record_ticket`], so that one
+    /// call never clears what another call in flight holds.
+    pub fn admit_ticket(
+        &self,
+        gate: &GateKey,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> (Admission, Ticket) {
+        let mut ticket = Ticket::default();
+        let admission = self.admit_inner(gate, fingerprint, now, &mut ticket);
+        if admission != Admission::Go {
+            ticket = Ticket::default();
+        }
+        (admission, ticket)
+    }
+
+    fn admit_inner(
+        &self,
+        gate: &GateKey,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        ticket: &mut Ticket,
+    ) -> Admission {
         let mut gates = self.lock();
         let Gates { accounts, breakers } = &mut *gates;
         let state = accounts
@@ -300,6 +334,7 @@ impl ApiBudget {
                 return Admission::Refused(error.clone());
             }
             breaker.probing = true;
+            ticket.probe = true;
         }
         let elapsed = now
             .signed_duration_since(state.refilled_at)
@@ -312,33 +347,65 @@ impl ApiBudget {
             state.tokens -= 1.0;
             if !proven {
                 state.unproven_in_flight = true;
+                ticket.unproven = true;
             }
             Admission::Go
         } else {
-            breaker.probing = false;
+            if ticket.probe {
+                breaker.probing = false;
+            }
             let wait = (1.0 - state.tokens) / self.rate_per_second;
             Admission::Wait(Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(60)))
         }
     }
 
-    /// Gives back an admission that was never used (no call went out).
-    pub fn release(&self, gate: &GateKey, fingerprint: &str) {
+    /// Gives back an admission that was never used (no call went out): only what
+    /// its ticket holds.
+    pub fn release_ticket(&self, gate: &GateKey, ticket: Ticket) {
         let mut gates = self.lock();
-        if let Some(state) = gates.accounts.get_mut(&gate.account())
-            && !state.is_proven(fingerprint)
+        if ticket.unproven
+            && let Some(state) = gates.accounts.get_mut(&gate.account())
         {
             state.unproven_in_flight = false;
         }
-        if let Some(breaker) = gates.breakers.get_mut(&gate.breaker()) {
+        if ticket.probe
+            && let Some(breaker) = gates.breakers.get_mut(&gate.breaker())
+        {
             breaker.probing = false;
         }
     }
 
-    /// Learns from an answer to a call that `admit` let go.
+    /// Learns from an answer to a call that `admit` let go, as if it held whatever
+    /// flags the gate has set (for callers without a ticket).
     pub fn record<T>(
         &self,
         gate: &GateKey,
         fingerprint: &str,
+        result: &Result<T, DcsError>,
+        now: DateTime<Utc>,
+    ) {
+        let ticket = {
+            let gates = self.lock();
+            Ticket {
+                probe: gates
+                    .breakers
+                    .get(&gate.breaker())
+                    .is_some_and(|b| b.probing),
+                unproven: gates
+                    .accounts
+                    .get(&gate.account())
+                    .is_some_and(|s| !s.is_proven(fingerprint)),
+            }
+        };
+        self.record_ticket(gate, fingerprint, ticket, result, now);
+    }
+
+    /// Learns from an answer to the call `ticket` admitted.
+    pub fn record_ticket<T>(
+        &self,
+        gate: &GateKey,
+        fingerprint: &str,
+        ticket: Ticket,
         result: &Result<T, DcsError>,
         now: DateTime<Utc>,
     ) {
@@ -350,8 +417,11 @@ impl ApiBudget {
         ) else {
             return;
         };
-        let probing = std::mem::replace(&mut breaker.probing, false);
-        if !state.is_proven(fingerprint) {
+        let probing = ticket.probe;
+        if probing {
+            breaker.probing = false;
+        }
+        if ticket.unproven {
             state.unproven_in_flight = false;
         }
         match result {
@@ -826,6 +896,56 @@ mod hostile_tests {
         assert_eq!(budget.len(), 200, "recently used");
         budget.prune(now + TimeDelta::minutes(11));
         assert_eq!(budget.len(), 0);
+    }
+
+    #[test]
+    fn a_call_gives_back_only_what_it_took() {
+        let budget = ApiBudget::new(1000.0, 1000);
+        let gate = GateKey {
+            scope: GateScope::Origin("https://x.example:443".into()),
+            principal: "ak:AK".into(),
+            origin: "https://x.example:443".into(),
+        };
+        let now = Utc::now();
+        // Open the breaker with a proven secret, then let the probe out.
+        let (go, ticket) = budget.admit_ticket(&gate, "fp", now);
+        assert_eq!(go, Admission::Go);
+        budget.record_ticket::<()>(&gate, "fp", ticket, &Ok(()), now);
+        for _ in 0..BREAKER_THRESHOLD {
+            let (_, ticket) = budget.admit_ticket(&gate, "fp", now);
+            budget.record_ticket::<()>(&gate, "fp", ticket, &Err(DcsError::Server(api(503))), now);
+        }
+        let later = now + TimeDelta::seconds(31);
+        let (probe, probe_ticket) = budget.admit_ticket(&gate, "fp", later);
+        assert_eq!(probe, Admission::Go);
+        // Another call, refused while the probe is out, gives back nothing it holds.
+        let (refused, nothing) = budget.admit_ticket(&gate, "fp", later);
+        assert!(matches!(refused, Admission::Refused(_)));
+        budget.release_ticket(&gate, nothing);
+        assert!(
+            matches!(budget.admit(&gate, "fp", later), Admission::Refused(_)),
+            "still one probe at a time"
+        );
+        budget.record_ticket::<()>(&gate, "fp", probe_ticket, &Ok(()), later);
+        assert_eq!(
+            budget.admit(&gate, "fp", later),
+            Admission::Go,
+            "closed again"
+        );
+        // An unproven call in flight is not released by another one's answer.
+        let (go, unproven) = budget.admit_ticket(&gate, "new-secret", later);
+        assert_eq!(go, Admission::Go);
+        let (_, proven_ticket) = budget.admit_ticket(&gate, "fp", later);
+        budget.record_ticket::<()>(&gate, "fp", proven_ticket, &Ok(()), later);
+        assert!(
+            matches!(
+                budget.admit(&gate, "other-secret", later),
+                Admission::Wait(_)
+            ),
+            "the unproven call is still in flight"
+        );
+        budget.record_ticket::<()>(&gate, "new-secret", unproven, &Ok(()), later);
+        assert_eq!(budget.admit(&gate, "other-secret", later), Admission::Go);
     }
 
     #[test]

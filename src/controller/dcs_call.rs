@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use super::Shared;
-use super::budget::{Admission, GateKey};
+use super::budget::{Admission, GateKey, Ticket};
 use crate::dcs::DcsError;
 use crate::dcs::client::Answer;
 
@@ -148,7 +148,10 @@ where
         return CallOutcome::Wait(busy_requeue());
     };
     let now = shared.clock.now();
-    match shared.budget.admit(target.gate, target.fingerprint, now) {
+    let (admission, ticket) = shared
+        .budget
+        .admit_ticket(target.gate, target.fingerprint, now);
+    match admission {
         Admission::Go => {}
         Admission::Wait(after) => return CallOutcome::Wait(after),
         Admission::Refused(refusal) => {
@@ -161,6 +164,7 @@ where
     let mut admitted = Admitted {
         shared,
         target,
+        ticket,
         recorded: false,
     };
     let started = std::time::Instant::now();
@@ -169,9 +173,13 @@ where
     shared
         .metrics
         .dcs_request(target.operation, &result, started.elapsed(), pages);
-    shared
-        .budget
-        .record(target.gate, target.fingerprint, &result, shared.clock.now());
+    shared.budget.record_ticket(
+        target.gate,
+        target.fingerprint,
+        ticket,
+        &result,
+        shared.clock.now(),
+    );
     admitted.recorded = true;
     CallOutcome::Answered(result)
 }
@@ -179,6 +187,7 @@ where
 struct Admitted<'a> {
     shared: &'a Shared,
     target: CallTarget<'a>,
+    ticket: Ticket,
     recorded: bool,
 }
 
@@ -187,7 +196,7 @@ impl Drop for Admitted<'_> {
         if !self.recorded {
             self.shared
                 .budget
-                .release(self.target.gate, self.target.fingerprint);
+                .release_ticket(self.target.gate, self.ticket);
         }
     }
 }
