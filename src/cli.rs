@@ -134,6 +134,10 @@ pub struct RunArgs {
     /// many slow endpoints named in one namespace cannot take every slot.
     #[arg(long, default_value_t = 8)]
     pub namespace_concurrency: u16,
+    /// DCS calls in flight at once to tenant-named endpoints (`spec.endpoint`), across
+    /// all namespaces: leaves reconcile slots for calls to the cloud.
+    #[arg(long, default_value_t = 16)]
+    pub tenant_origin_concurrency: u16,
     /// Reconciles running at once. Unbounded, a start-up with thousands of
     /// DcsInstances would open as many API requests (and connections) at once.
     #[arg(long, default_value_t = 32)]

@@ -114,9 +114,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     .batching(args.batch_polling)
     .concurrency(args.concurrency)
     .budget(ApiBudget::new(args.api_rate_limit, args.api_burst))
-    .namespace_limits(NamespaceLimits::new(usize::from(
-        args.namespace_concurrency,
-    )))
+    .namespace_limits(NamespaceLimits::with_tenant_origins(
+        usize::from(args.namespace_concurrency),
+        usize::from(args.tenant_origin_concurrency),
+    ))
     .cloud_origins(cloud_origins)
     .recorder(Recorder::new(client, controller::reporter(identity)))
     .metrics(MetricsOptions {

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use super::Shared;
-use super::budget::{Admission, GateKey, Ticket};
+use super::budget::{Admission, GateKey, GateScope, Ticket};
 use crate::dcs::DcsError;
 use crate::dcs::client::Answer;
 
@@ -20,11 +20,18 @@ use crate::dcs::client::Answer;
 /// in one namespace (wildcard DNS, many ports) must not hold every slot.
 pub const DEFAULT_NAMESPACE_CONCURRENCY: usize = 8;
 
-/// Per-namespace semaphores, created on first use and forgotten when idle.
+/// DCS calls in flight at once to tenant-named origins (`spec.endpoint`), across
+/// every namespace: a tenant with many namespaces of slow endpoints must still leave
+/// reconcile slots for the calls to the cloud.
+pub const DEFAULT_TENANT_ORIGIN_CONCURRENCY: usize = 16;
+
+/// Per-namespace semaphores, created on first use and forgotten when idle, and one
+/// semaphore for every call to a tenant-named origin.
 #[derive(Debug)]
 pub struct NamespaceLimits {
     per_namespace: usize,
     semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tenant_origins: Arc<Semaphore>,
 }
 
 impl Default for NamespaceLimits {
@@ -35,10 +42,25 @@ impl Default for NamespaceLimits {
 
 impl NamespaceLimits {
     pub fn new(per_namespace: usize) -> Self {
+        Self::with_tenant_origins(per_namespace, DEFAULT_TENANT_ORIGIN_CONCURRENCY)
+    }
+
+    pub fn with_tenant_origins(per_namespace: usize, tenant_origins: usize) -> Self {
         Self {
             per_namespace: per_namespace.max(1),
             semaphores: Mutex::default(),
+            tenant_origins: Arc::new(Semaphore::new(tenant_origins.max(1))),
         }
+    }
+
+    /// A permit for a call to a tenant-named origin now, or None when all are busy.
+    pub fn try_acquire_tenant_origin(&self) -> Option<OwnedSemaphorePermit> {
+        self.tenant_origins.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits for a permit for a call to a tenant-named origin.
+    pub async fn acquire_tenant_origin(&self) -> Option<OwnedSemaphorePermit> {
+        self.tenant_origins.clone().acquire_owned().await.ok()
     }
 
     fn semaphore(&self, namespace: &str) -> Arc<Semaphore> {
@@ -146,6 +168,21 @@ where
             "namespace has every DCS slot busy"
         );
         return CallOutcome::Wait(busy_requeue());
+    };
+    // Calls to a tenant's own endpoint also share one cap across namespaces.
+    let _origin_permit = if matches!(target.gate.scope, GateScope::Origin(_)) {
+        let limits = &shared.namespace_limits;
+        let permit = match mode {
+            PermitMode::TryNow => limits.try_acquire_tenant_origin(),
+            PermitMode::Wait => limits.acquire_tenant_origin().await,
+        };
+        let Some(permit) = permit else {
+            debug!("every slot for tenant-named endpoints is busy");
+            return CallOutcome::Wait(busy_requeue());
+        };
+        Some(permit)
+    } else {
+        None
     };
     let now = shared.clock.now();
     let (admission, ticket) = shared

@@ -291,6 +291,30 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn tenant_named_endpoints_share_one_cap_across_namespaces() {
+        let limits = NamespaceLimits::with_tenant_origins(8, 2);
+        let held: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|ns| {
+                (
+                    limits.try_acquire(ns).unwrap(),
+                    limits.try_acquire_tenant_origin().unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            limits.try_acquire("c").is_some(),
+            "namespace c has its share"
+        );
+        assert!(
+            limits.try_acquire_tenant_origin().is_none(),
+            "but tenant-named endpoints are capped across namespaces"
+        );
+        drop(held);
+        assert!(limits.try_acquire_tenant_origin().is_some());
+    }
+
     #[test]
     fn error_backoff_doubles_to_five_minutes() {
         let waits: Vec<u64> = (1..=9).map(|n| error_backoff(n).as_secs()).collect();
