@@ -222,22 +222,7 @@ async fn run_one(
         (Backend::Cluster(cluster), None)
     } else {
         let server = standin::Server::start().await?;
-        for i in 0..args.namespaces {
-            let ns = harness::namespace_name("bench", i);
-            server
-                .state
-                .insert(standin::NAMESPACES, harness::namespace_object(&ns));
-            server
-                .state
-                .insert(standin::SECRETS, harness::credentials_secret(&ns));
-        }
-        for i in 0..n {
-            let ns = harness::namespace_of("bench", i, args.namespaces);
-            server.state.insert(
-                standin::DCS_INSTANCES,
-                harness::dcs_instance(&ns, i, &endpoint),
-            );
-        }
+        harness::seed_healthy_tenant(&server.state, "bench", n, args.namespaces, &endpoint);
         if mode == Mode::Hostile {
             hostile_tenant =
                 Some(hostile_tenant::HostileTenant::full(&server.state, args.tarpits).await?);
@@ -475,22 +460,7 @@ async fn body_cost(args: &Args, binary: &std::path::Path) -> anyhow::Result<Stri
     );
     let sim = harness::start_simulator(n, args.latency_ms).await?;
     let server = standin::Server::start().await?;
-    for i in 0..args.namespaces {
-        let ns = harness::namespace_name("bench", i);
-        server
-            .state
-            .insert(standin::NAMESPACES, harness::namespace_object(&ns));
-        server
-            .state
-            .insert(standin::SECRETS, harness::credentials_secret(&ns));
-    }
-    for i in 0..n {
-        let ns = harness::namespace_of("bench", i, args.namespaces);
-        server.state.insert(
-            standin::DCS_INSTANCES,
-            harness::dcs_instance(&ns, i, &sim.base_url()),
-        );
-    }
+    harness::seed_healthy_tenant(&server.state, "bench", n, args.namespaces, &sim.base_url());
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig())?;
     let backend = Backend::StandIn(server);

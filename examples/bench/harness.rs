@@ -144,6 +144,28 @@ pub fn dcs_instance_named(
 }
 
 /// A loopback port nobody listens on right now (for --metrics-addr).
+/// Fills the stand-in with a healthy tenant: `namespaces` namespaces named
+/// `<prefix>-<i>`, each with a credentials Secret, and `n` DcsInstances spread over
+/// them, all reading from `endpoint`.
+pub fn seed_healthy_tenant(
+    state: &super::standin::StandIn,
+    prefix: &str,
+    n: usize,
+    namespaces: usize,
+    endpoint: &str,
+) {
+    use super::standin;
+    for i in 0..namespaces {
+        let ns = namespace_name(prefix, i);
+        state.insert(standin::NAMESPACES, namespace_object(&ns));
+        state.insert(standin::SECRETS, credentials_secret(&ns));
+    }
+    for i in 0..n {
+        let ns = namespace_of(prefix, i, namespaces);
+        state.insert(standin::DCS_INSTANCES, dcs_instance(&ns, i, endpoint));
+    }
+}
+
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -68,10 +68,12 @@ impl NamespaceLimits {
             .semaphores
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        semaphores
-            .entry(namespace.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_namespace)))
-            .clone()
+        if let Some(semaphore) = semaphores.get(namespace) {
+            return semaphore.clone();
+        }
+        let semaphore = Arc::new(Semaphore::new(self.per_namespace));
+        semaphores.insert(namespace.to_string(), semaphore.clone());
+        semaphore
     }
 
     /// A permit now, or None when the namespace has every slot busy.

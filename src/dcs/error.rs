@@ -160,14 +160,10 @@ impl<'de> Visitor<'de> for Nested {
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         // Skipped unbuilt, as any non-object is.
-        Text {
-            max: 0,
-            numbers: false,
-        }
-        .visit_seq(seq)
-        .map(|_| None)
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();

@@ -23,22 +23,7 @@ const TICKS: u32 = 2;
 async fn small_scenario_reaches_ready_then_writes_nothing() {
     let sim = harness::start_simulator(N, 0).await.unwrap();
     let server = standin::Server::start().await.unwrap();
-    for i in 0..NAMESPACES {
-        let ns = harness::namespace_name("smoke", i);
-        server
-            .state
-            .insert(standin::NAMESPACES, harness::namespace_object(&ns));
-        server
-            .state
-            .insert(standin::SECRETS, harness::credentials_secret(&ns));
-    }
-    for i in 0..N {
-        let ns = harness::namespace_of("smoke", i, NAMESPACES);
-        server.state.insert(
-            standin::DCS_INSTANCES,
-            harness::dcs_instance(&ns, i, &sim.base_url()),
-        );
-    }
+    harness::seed_healthy_tenant(&server.state, "smoke", N, NAMESPACES, &sim.base_url());
     let dir = harness::scratch_dir("smoke").unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

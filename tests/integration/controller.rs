@@ -154,6 +154,21 @@ pub(crate) async fn harness_with(
     h
 }
 
+/// A harness whose writes go through an elected leader gate (closed until renewed).
+pub(crate) async fn harness_with_elected_leader(
+    clock: &dcs_operator::clock::ManualClock,
+) -> (Harness, Arc<dcs_operator::leader::LeaderGate>) {
+    let gate = Arc::new(dcs_operator::leader::LeaderGate::elected(Arc::new(
+        clock.clone(),
+    )));
+    let in_harness = gate.clone();
+    let h = harness_with(Arc::new(clock.clone()), move |builder| {
+        builder.leader(in_harness)
+    })
+    .await;
+    (h, gate)
+}
+
 fn shared_builder(client: &Client, clock: &dcs_operator::clock::SharedClock) -> SharedBuilder {
     Shared::builder(
         client.clone(),
@@ -679,15 +694,10 @@ async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
 #[tokio::test]
 async fn a_lapsed_leader_requeues_its_work_and_a_standby_waits_for_leadership() {
     use dcs_operator::clock::{Clock, ManualClock};
-    use dcs_operator::leader::{LEASE_DURATION, LeaderGate};
+    use dcs_operator::leader::LEASE_DURATION;
     use kube::runtime::controller::Action;
     let clock = ManualClock::new(chrono::Utc::now());
-    let gate = Arc::new(LeaderGate::elected(Arc::new(clock.clone())));
-    let in_harness = gate.clone();
-    let mut h = harness_with(Arc::new(clock.clone()), move |builder| {
-        builder.leader(in_harness)
-    })
-    .await;
+    let (mut h, gate) = harness_with_elected_leader(&clock).await;
     let obj = Arc::new(dcs_instance(&h.sim, None));
     // A standby: nothing is read or written, and nothing is requeued (becoming the
     // leader reconciles every object).

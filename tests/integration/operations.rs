@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use dcs_operator::clock::{ManualClock, SystemClock};
 use dcs_operator::controller::{Context, reconcile, reporter};
-use dcs_operator::leader::{LEASE_DURATION, LeaderGate};
+use dcs_operator::leader::LEASE_DURATION;
 use dcs_operator::metrics::MetricsOptions;
 use dcs_operator::server::{Readiness, router};
 use kube::runtime::events::Recorder;
@@ -144,12 +144,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn a_standby_neither_polls_nor_writes_until_it_leads() {
     let clock = ManualClock::new(chrono::Utc::now());
-    let gate = Arc::new(LeaderGate::elected(Arc::new(clock.clone())));
-    let for_shared = gate.clone();
-    let mut h = harness_with(Arc::new(clock.clone()), move |builder| {
-        builder.leader(for_shared)
-    })
-    .await;
+    let (mut h, gate) = harness_with_elected_leader(&clock).await;
     for _ in 0..5 {
         reconcile(Arc::new(dcs_instance(&h.sim, None)), h.ctx.clone())
             .await
