@@ -2,6 +2,7 @@
 //! `dcs-operator crd` prints the CRD generated from these types (crds/dcsinstance.yaml).
 
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
@@ -13,9 +14,10 @@ pub const MAX_NAME_LENGTH: usize = 253;
 /// A Kubernetes object name (DNS subdomain), for Secret references.
 const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// A Huawei Cloud DCS (Redis or Memcached) instance that already exists, mirrored
-/// into this resource's status and into a connection Secret applications mount.
-#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+/// A Huawei Cloud DCS (Redis or Memcached) instance, observed (`managementPolicy:
+/// Observe`, the default) or created, adopted and deleted (`Manage`), mirrored into
+/// this resource's status and into a connection Secret applications mount.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "dcs.operator.dev",
     version = "v1alpha1",
@@ -34,21 +36,48 @@ const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".status.engine","priority":1}"#,
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.engineVersion","priority":1}"#,
+    printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.managementPolicy","priority":1,"description":"Observe or Manage"}"#,
     validation = Rule::new("has(self.spec.connectionSecret) || size(self.metadata.name) <= 249").message("metadata.name is too long for the default connection Secret name '<name>-dcs'; set spec.connectionSecret.name"),
+    validation = Rule::new(IMMUTABLE_ONCE_CREATED).message("spec.instance.engine, engineVersion, vpcId, subnetId, availabilityZones and enterpriseProjectId cannot change once the instance exists (status.instanceId is set)"),
+    validation = Rule::new(LOCATION_FIXED_ONCE_CREATED).message("spec.region, spec.endpoint and spec.projectId cannot change once a managed instance exists (status.instanceId is set)"),
 )]
 #[x_kube(
     validation = Rule::new("!(has(self.region) && has(self.endpoint))").message("set at most one of region and endpoint"),
     validation = Rule::new("has(self.connectionSecret) == has(oldSelf.connectionSecret) && (!has(self.connectionSecret) || self.connectionSecret == oldSelf.connectionSecret)").message("connectionSecret is immutable: it cannot be added, changed or removed after creation"),
+    validation = Rule::new("(has(self.managementPolicy) && self.managementPolicy == 'Manage') || has(self.instanceId)").message("instanceId is required unless managementPolicy is Manage"),
+    validation = Rule::new("!has(oldSelf.instanceId) || has(self.instanceId)").message("instanceId cannot be removed once set"),
+    validation = Rule::new("!has(self.deletionPolicy) || self.deletionPolicy == 'Orphan' || (has(self.managementPolicy) && self.managementPolicy == 'Manage')").message("deletionPolicy Delete requires managementPolicy Manage"),
+    validation = Rule::new("!(has(self.managementPolicy) && self.managementPolicy == 'Manage') || has(self.instance)").message("instance is required when managementPolicy is Manage"),
+    validation = Rule::new("!(has(self.managementPolicy) && self.managementPolicy == 'Manage') || has(self.instanceId) || !has(self.instance) || has(self.passwordSecretRef) || (has(self.instance.noPasswordAccess) && self.instance.noPasswordAccess)").message("passwordSecretRef is required to create an instance unless instance.noPasswordAccess is true"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DcsInstanceSpec {
-    /// ID of the existing DCS instance (a UUID, lower case). Immutable.
+    /// Observe (the default) only reads an existing instance and never writes to
+    /// DCS. Manage creates the instance (or adopts `instanceId`) and may delete it.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// ID of the DCS instance (a UUID, lower case). Required unless
+    /// managementPolicy is Manage; with Manage it adopts that instance. Once set it
+    /// cannot change or be removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 36),
         regex(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
     )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("instanceId is immutable"))]
-    pub instance_id: String,
+    pub instance_id: Option<String>,
+
+    /// What happens to the DCS instance when this resource is deleted: Orphan (the
+    /// default) leaves it; Delete deletes it (Manage only, and only an instance
+    /// carrying this resource's ownership tag).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The desired instance. Required with Manage; allowed (and ignored) with
+    /// Observe, so switching policies never drops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<DesiredInstance>,
 
     /// Project ID (32 hex characters) of the region. Optional when the credentials
     /// Secret carries a projectId.
@@ -131,11 +160,265 @@ pub struct ConnectionSecretSpec {
     pub name: String,
 }
 
+/// Whether the operator only reads the DCS instance, or owns its lifecycle.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Read an existing instance (`instanceId`); never a DCS write.
+    #[default]
+    Observe,
+    /// Create the instance from `instance` (or adopt `instanceId`), and delete it
+    /// when `deletionPolicy` is Delete.
+    Manage,
+}
+
+/// What happens to the DCS instance when the DcsInstance is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the DCS instance as it is.
+    #[default]
+    Orphan,
+    /// Delete the DCS instance (only one carrying this resource's ownership tag).
+    Delete,
+}
+
+/// Fields DCS cannot change in place: fixed once an instance exists, free to fix
+/// before (a create refused for a sold-out zone or a full subnet).
+const IMMUTABLE_ONCE_CREATED: &str = concat!(
+    "!has(oldSelf.status) || !has(oldSelf.status.instanceId) || !has(oldSelf.spec.instance) || (has(self.spec.instance)",
+    " && self.spec.instance.engine == oldSelf.spec.instance.engine",
+    " && (has(self.spec.instance.engineVersion) ? self.spec.instance.engineVersion : '') == (has(oldSelf.spec.instance.engineVersion) ? oldSelf.spec.instance.engineVersion : '')",
+    " && self.spec.instance.vpcId == oldSelf.spec.instance.vpcId",
+    " && self.spec.instance.subnetId == oldSelf.spec.instance.subnetId",
+    " && self.spec.instance.availabilityZones == oldSelf.spec.instance.availabilityZones",
+    " && (has(self.spec.instance.enterpriseProjectId) ? self.spec.instance.enterpriseProjectId : '') == (has(oldSelf.spec.instance.enterpriseProjectId) ? oldSelf.spec.instance.enterpriseProjectId : ''))"
+);
+
+/// Under Manage the instance's location is fixed once it exists: another region,
+/// endpoint or project would be another instance.
+const LOCATION_FIXED_ONCE_CREATED: &str = concat!(
+    "!has(oldSelf.status) || !has(oldSelf.status.instanceId) || !has(self.spec.managementPolicy) || self.spec.managementPolicy != 'Manage' || (",
+    "(has(self.spec.region) ? self.spec.region : '') == (has(oldSelf.spec.region) ? oldSelf.spec.region : '')",
+    " && (has(self.spec.endpoint) ? self.spec.endpoint : '') == (has(oldSelf.spec.endpoint) ? oldSelf.spec.endpoint : '')",
+    " && (has(self.spec.projectId) ? self.spec.projectId : '') == (has(oldSelf.spec.projectId) ? oldSelf.spec.projectId : ''))"
+);
+
+/// The desired DCS instance, for `managementPolicy: Manage`. Pay-per-use only.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.engine != 'Redis' || has(self.engineVersion)").message("engineVersion is required for Redis"),
+    validation = Rule::new("!has(self.securityGroupId) || self.engine == 'Memcached' || (has(self.engineVersion) && self.engineVersion == '3.0')").message("securityGroupId is accepted only for Memcached and Redis 3.0 (Redis 4.0 and later use whitelists)"),
+    validation = Rule::new("!has(self.port) || (self.engine == 'Redis' && has(self.engineVersion) && self.engineVersion != '3.0')").message("port can be set only for Redis 4.0 and later"),
+)]
+pub struct DesiredInstance {
+    /// Instance name in DCS: 4 to 64 letters, digits, '-' and '_', a letter first.
+    /// Default: <namespace>-<metadata.name>, sanitised (a short hash when cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 4, max = 64), regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{3,63}$"))]
+    pub name: Option<String>,
+    /// Redis or Memcached. Fixed once the instance exists.
+    pub engine: Engine,
+    /// Engine version (Redis: 4.0, 5.0, 6.0, 7.0; 3.0 in older regions). Fixed once
+    /// the instance exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8), regex(pattern = r"^[0-9]{1,2}\.[0-9]{1,2}$"))]
+    pub engine_version: Option<String>,
+    /// Cache size, one of the documented sizes; it must fit specCode.
+    pub capacity: Capacity,
+    /// The flavour (from ListFlavors), e.g. redis.ha.xu1.large.r2.2.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-z0-9][a-z0-9._-]*$"))]
+    pub spec_code: String,
+    /// Availability zone codes (one per node for cross-AZ types). Fixed once the
+    /// instance exists.
+    #[schemars(length(min = 1, max = 8), inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$")))]
+    pub availability_zones: Vec<String>,
+    /// VPC ID. Fixed once the instance exists.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub vpc_id: String,
+    /// Subnet (network) ID in that VPC. Fixed once the instance exists.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub subnet_id: String,
+    /// Security group ID: Memcached and Redis 3.0 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub security_group_id: Option<String>,
+    /// Port (Redis 4.0 and later; default 6379).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Password-free access (no passwordSecretRef needed). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_password_access: Option<bool>,
+    /// Tags to set (the ownership tag is added by the operator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 19))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub tags: Vec<InstanceTag>,
+    /// Description, at most 1024 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// Maintenance window (UTC), one of the pairs DCS offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<MaintenanceWindow>,
+    /// Enterprise project ID ("0" is the default project). Fixed once the instance
+    /// exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[0-9a-z-]+$"))]
+    pub enterprise_project_id: Option<String>,
+}
+
+/// The cache engine.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Engine {
+    Redis,
+    Memcached,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Redis => "Redis",
+            Engine::Memcached => "Memcached",
+        }
+    }
+}
+
+/// The documented DCS sizes, as canonical quantities (the same as status.capacity).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Capacity {
+    #[serde(rename = "128Mi")]
+    Mi128,
+    #[serde(rename = "256Mi")]
+    Mi256,
+    #[serde(rename = "512Mi")]
+    Mi512,
+    #[serde(rename = "1Gi")]
+    Gi1,
+    #[serde(rename = "2Gi")]
+    Gi2,
+    #[serde(rename = "4Gi")]
+    Gi4,
+    #[serde(rename = "8Gi")]
+    Gi8,
+    #[serde(rename = "16Gi")]
+    Gi16,
+    #[serde(rename = "24Gi")]
+    Gi24,
+    #[serde(rename = "32Gi")]
+    Gi32,
+    #[serde(rename = "48Gi")]
+    Gi48,
+    #[serde(rename = "64Gi")]
+    Gi64,
+    #[serde(rename = "96Gi")]
+    Gi96,
+    #[serde(rename = "128Gi")]
+    Gi128,
+    #[serde(rename = "192Gi")]
+    Gi192,
+    #[serde(rename = "256Gi")]
+    Gi256,
+    #[serde(rename = "384Gi")]
+    Gi384,
+    #[serde(rename = "512Gi")]
+    Gi512,
+    #[serde(rename = "768Gi")]
+    Gi768,
+    #[serde(rename = "1Ti")]
+    Ti1,
+}
+
+impl Capacity {
+    /// Every size, smallest first.
+    pub const ALL: [Capacity; 20] = [
+        Capacity::Mi128,
+        Capacity::Mi256,
+        Capacity::Mi512,
+        Capacity::Gi1,
+        Capacity::Gi2,
+        Capacity::Gi4,
+        Capacity::Gi8,
+        Capacity::Gi16,
+        Capacity::Gi24,
+        Capacity::Gi32,
+        Capacity::Gi48,
+        Capacity::Gi64,
+        Capacity::Gi96,
+        Capacity::Gi128,
+        Capacity::Gi192,
+        Capacity::Gi256,
+        Capacity::Gi384,
+        Capacity::Gi512,
+        Capacity::Gi768,
+        Capacity::Ti1,
+    ];
+
+    /// The size in MiB.
+    pub fn mebibytes(self) -> u64 {
+        match self {
+            Capacity::Mi128 => 128,
+            Capacity::Mi256 => 256,
+            Capacity::Mi512 => 512,
+            Capacity::Gi1 => 1 << 10,
+            Capacity::Gi2 => 2 << 10,
+            Capacity::Gi4 => 4 << 10,
+            Capacity::Gi8 => 8 << 10,
+            Capacity::Gi16 => 16 << 10,
+            Capacity::Gi24 => 24 << 10,
+            Capacity::Gi32 => 32 << 10,
+            Capacity::Gi48 => 48 << 10,
+            Capacity::Gi64 => 64 << 10,
+            Capacity::Gi96 => 96 << 10,
+            Capacity::Gi128 => 128 << 10,
+            Capacity::Gi192 => 192 << 10,
+            Capacity::Gi256 => 256 << 10,
+            Capacity::Gi384 => 384 << 10,
+            Capacity::Gi512 => 512 << 10,
+            Capacity::Gi768 => 768 << 10,
+            Capacity::Ti1 => 1 << 20,
+        }
+    }
+
+    /// The size in GB as DCS takes it (`capacity`, `new_capacity`): 0.125 for 128Mi.
+    pub fn gigabytes(self) -> f64 {
+        self.mebibytes() as f64 / 1024.0
+    }
+}
+
+/// One tag of the DCS instance.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct InstanceTag {
+    /// 1 to 36 letters, digits, spaces and _ . : = + - @ (no spaces at the ends);
+    /// not starting with _sys_ or dcs-operator (reserved).
+    #[schemars(length(min = 1, max = 36), regex(pattern = r"^[A-Za-z0-9_.:=+@-]([A-Za-z0-9 _.:=+@-]*[A-Za-z0-9_.:=+@-])?$"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('_sys_') && !self.startsWith('dcs-operator')").message("tag keys starting with _sys_ or dcs-operator are reserved"))]
+    pub key: String,
+    /// At most 43 characters (letters, digits, spaces and _ . : = + - @ /).
+    #[serde(default)]
+    #[schemars(length(max = 43), regex(pattern = r"^[A-Za-z0-9 _.:=+@/-]*$"))]
+    pub value: String,
+}
+
+/// A maintenance window in UTC, `HH:00:00` to `HH:00:00`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.begin != self.end").message("maintenanceWindow.begin and end must differ"))]
+pub struct MaintenanceWindow {
+    #[schemars(length(max = 8), regex(pattern = r"^([01][0-9]|2[0-3]):00:00$"))]
+    pub begin: String,
+    #[schemars(length(max = 8), regex(pattern = r"^([01][0-9]|2[0-3]):00:00$"))]
+    pub end: String,
+}
+
 /// What the operator last observed. Nothing here changes unless the instance,
 /// the spec or the outcome of observing it changed.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DcsInstanceStatus {
+    /// The managed instance's ID (managementPolicy Manage): set once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36))]
+    pub instance_id: Option<String>,
     /// Instance name in DCS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]

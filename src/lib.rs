@@ -9,6 +9,7 @@ pub mod crd;
 pub mod dcs;
 pub mod duration;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
 pub mod plan;
 pub mod query;

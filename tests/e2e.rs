@@ -952,8 +952,8 @@ fn examples_are_consistent() {
         assert!(spec.credentials_secret_ref.is_none());
         let found = sim
             .iter()
-            .find(|s| s.instance_id() == Some(spec.instance_id.as_str()))
-            .unwrap_or_else(|| panic!("{} is not in sim-instances.yaml", spec.instance_id));
+            .find(|s| s.instance_id() == spec.instance_id.as_deref())
+            .unwrap_or_else(|| panic!("{:?} is not in sim-instances.yaml", spec.instance_id));
         assert_eq!(spec.project_id.as_deref(), Some(found.project_id.as_str()));
         statuses.push(found.fields["status"].clone());
     }

@@ -116,22 +116,34 @@ pub fn owner_of(obj: &DcsInstance) -> Result<Owner> {
     })
 }
 
-/// Reads everything reconcile needs for `obj`.
-pub async fn gather(ctx: &Context, obj: &DcsInstance) -> Result<Gather> {
+/// Reads everything reconcile needs for `obj`, whose DCS instance is `instance_id`
+/// (the spec's, or the one the operator created), or None while there is none yet:
+/// then nothing is observed and the lifecycle's problems say why.
+pub async fn gather(
+    ctx: &Context,
+    obj: &DcsInstance,
+    instance_id: Option<&str>,
+    mut problems: Vec<Problem>,
+) -> Result<Gather> {
     let shared = &ctx.shared;
     let namespace = obj
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = obj.name_any();
     let owner = owner_of(obj)?;
-    let mut problems = Vec::new();
     let resolved = resolve::resolve(&obj.spec, &name, &shared.defaults)
         .map_err(|problem| problems.push(Problem::InvalidSpec(problem)))
         .ok();
     let mut observation = None;
     let mut password = None;
-    if let Some(resolved) = &resolved {
-        match observe_with_credentials(ctx, obj, &namespace, resolved, &owner.uid).await? {
+    if let (Some(resolved), Some(instance_id)) = (&resolved, instance_id) {
+        let at = Where {
+            namespace: &namespace,
+            resolved,
+            uid: &owner.uid,
+            instance_id,
+        };
+        match observe_with_credentials(ctx, obj, at).await? {
             Observed::Now(found) => observation = Some(found),
             Observed::NotYet(after) => return Ok(Gather::NotYet(after)),
             Observed::Blocked(problem) => problems.push(problem),
@@ -228,10 +240,14 @@ pub enum Observed {
 async fn observe_with_credentials(
     ctx: &Context,
     obj: &DcsInstance,
-    namespace: &str,
-    resolved: &Resolved,
-    uid: &str,
+    at: Where<'_>,
 ) -> Result<Observed> {
+    let Where {
+        namespace,
+        resolved,
+        uid,
+        instance_id,
+    } = at;
     let shared = &ctx.shared;
     let found = shared
         .credentials
@@ -259,8 +275,17 @@ async fn observe_with_credentials(
         credentials: &found.credentials,
         project_id,
         uid,
+        instance_id,
     };
     Ok(observe(ctx, obj, target).await)
+}
+
+/// Which DcsInstance is observed, and its DCS instance.
+struct Where<'a> {
+    namespace: &'a str,
+    resolved: &'a Resolved,
+    uid: &'a str,
+    instance_id: &'a str,
 }
 
 /// Where and as whom one DcsInstance is observed.
@@ -270,6 +295,7 @@ struct Target<'a> {
     credentials: &'a Credentials,
     project_id: &'a str,
     uid: &'a str,
+    instance_id: &'a str,
 }
 
 /// The observation to plan with: the stored one while it is fresh, else a
@@ -283,6 +309,7 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         credentials,
         project_id,
         uid,
+        instance_id,
     } = target;
     let key = ObservationKey {
         endpoint: resolved.endpoint.as_str().to_string(),
@@ -290,7 +317,7 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         // A SHA-256 over the credentials: computed once per reconcile, used as the
         // store key, the batch group and the gate's proof of which secret worked.
         credentials_fingerprint: credentials.fingerprint(),
-        instance_id: obj.spec.instance_id.clone(),
+        instance_id: instance_id.to_string(),
     };
     let fingerprint = key.credentials_fingerprint.as_str();
     let gate = budget::gate_key(&resolved.endpoint, credentials, &shared.cloud_origins);
@@ -307,7 +334,7 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
                 project_id,
                 credentials,
                 credentials_fingerprint: fingerprint,
-                instance_id: &obj.spec.instance_id,
+                instance_id,
                 poll_interval: resolved.poll_interval,
             },
         );
@@ -331,7 +358,6 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         operation: "show_instance",
     };
     let outcome = dcs_call::call(shared, target, PermitMode::TryNow, || {
-        let instance_id = &obj.spec.instance_id;
         shared
             .dcs
             .show_instance(&resolved.endpoint, credentials, project_id, instance_id)

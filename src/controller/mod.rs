@@ -157,7 +157,7 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
         "reconcile",
         namespace = obj.namespace().unwrap_or_default(),
         name = obj.name_any(),
-        instance_id = %obj.spec.instance_id,
+        instance_id = obj.spec.instance_id.as_deref().unwrap_or_default(),
     );
     let started = std::time::Instant::now();
     let uid = obj.uid().unwrap_or_default();
@@ -182,7 +182,7 @@ async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
             Action::await_change()
         });
     }
-    let gathered = match gather::gather(&ctx, &obj).await? {
+    let gathered = match gather::gather(&ctx, &obj, obj.spec.instance_id.as_deref(), Vec::new()).await? {
         Gather::Ready(gathered) => gathered,
         // Nothing observed yet: write nothing, look again soon.
         Gather::NotYet(after) => return Ok(Action::requeue(after)),

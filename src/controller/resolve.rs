@@ -101,14 +101,9 @@ mod tests {
 
     fn spec() -> DcsInstanceSpec {
         DcsInstanceSpec {
-            instance_id: "68d5745e-6af2-40e4-945d-fe449be00148".into(),
-            project_id: None,
+            instance_id: Some("68d5745e-6af2-40e4-945d-fe449be00148".into()),
             region: Some("cn-north-4".into()),
-            endpoint: None,
-            credentials_secret_ref: None,
-            password_secret_ref: None,
-            connection_secret: None,
-            poll_interval: None,
+            ..DcsInstanceSpec::default()
         }
     }
 

@@ -77,16 +77,13 @@ pub(crate) fn new_dcs_instance(
     let mut obj = DcsInstance::new(
         name,
         DcsInstanceSpec {
-            instance_id: instance_id.into(),
+            instance_id: Some(instance_id.into()),
             project_id: Some(PROJECT.into()),
-            region: None,
             endpoint: Some(endpoint.into()),
             credentials_secret_ref: Some(LocalSecretReference {
                 name: "creds".into(),
             }),
-            password_secret_ref: None,
-            connection_secret: None,
-            poll_interval: None,
+            ..DcsInstanceSpec::default()
         },
     );
     obj.meta_mut().namespace = Some(NS.into());
