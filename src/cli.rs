@@ -104,6 +104,16 @@ pub struct RunArgs {
     /// (comma-separated or repeated). Empty: none.
     #[arg(long, value_delimiter = ',')]
     pub default_credentials_namespaces: Vec<String>,
+    /// Namespaces where DcsInstances without their own credentials may use the
+    /// operator's to create and delete instances (managementPolicy Manage): spending
+    /// money is a separate grant from reading. Adoption always needs the
+    /// DcsInstance's own credentials.
+    #[arg(long, value_delimiter = ',')]
+    pub default_credentials_manage_namespaces: Vec<String>,
+    /// How long a create whose answer was lost is looked up (by its ownership tag)
+    /// before the operator waits for the user's `dcs.operator.dev/retry-create`.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub create_lookup_window: std::time::Duration,
     /// Demo mode: start the DCS simulator in-process with these instances and make it
     /// the default endpoint (with its own keys) for DcsInstances naming neither
     /// region nor endpoint.
