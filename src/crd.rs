@@ -214,7 +214,10 @@ pub struct DesiredInstance {
     /// Instance name in DCS: 4 to 64 letters, digits, '-' and '_', a letter first.
     /// Default: <namespace>-<metadata.name>, sanitised (a short hash when cut).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 4, max = 64), regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{3,63}$"))]
+    #[schemars(
+        length(min = 4, max = 64),
+        regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]{3,63}$")
+    )]
     pub name: Option<String>,
     /// Redis or Memcached. Fixed once the instance exists.
     pub engine: Engine,
@@ -230,7 +233,10 @@ pub struct DesiredInstance {
     pub spec_code: String,
     /// Availability zone codes (one per node for cross-AZ types). Fixed once the
     /// instance exists.
-    #[schemars(length(min = 1, max = 8), inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$")))]
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))
+    )]
     pub availability_zones: Vec<String>,
     /// VPC ID. Fixed once the instance exists.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9-]+$"))]
@@ -391,7 +397,10 @@ impl Capacity {
 pub struct InstanceTag {
     /// 1 to 36 letters, digits, spaces and _ . : = + - @ (no spaces at the ends);
     /// not starting with _sys_ or dcs-operator (reserved).
-    #[schemars(length(min = 1, max = 36), regex(pattern = r"^[A-Za-z0-9_.:=+@-]([A-Za-z0-9 _.:=+@-]*[A-Za-z0-9_.:=+@-])?$"))]
+    #[schemars(
+        length(min = 1, max = 36),
+        regex(pattern = r"^[A-Za-z0-9_.:=+@-]([A-Za-z0-9 _.:=+@-]*[A-Za-z0-9_.:=+@-])?$")
+    )]
     #[x_kube(validation = Rule::new("!self.startsWith('_sys_') && !self.startsWith('dcs-operator')").message("tag keys starting with _sys_ or dcs-operator are reserved"))]
     pub key: String,
     /// At most 43 characters (letters, digits, spaces and _ . : = + - @ /).

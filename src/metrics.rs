@@ -49,6 +49,14 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DcsWriteLabels {
+    /// create_instance, delete_instance, tag_action.
+    pub operation: &'static str,
+    /// accepted, refused, not_sent, unknown.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabels {
     pub task: &'static str,
 }
@@ -168,6 +176,8 @@ pub struct Metrics {
     pub dcs_request_duration: Family<OperationLabels, Histogram>,
     pub dcs_throttled: Counter,
     pub kube_writes: Family<WriteLabels, Counter>,
+    /// DCS writes (create, delete, tags) by operation and outcome.
+    pub dcs_writes: Family<DcsWriteLabels, Counter>,
     /// Panics caught, by task (reconcile, batch_poller, metrics_server, pruning).
     pub panics: Family<TaskLabels, Counter>,
     /// Entries of each map keyed by tenant data, set by the pruning pass.
@@ -248,10 +258,17 @@ impl Metrics {
             "Entries in each in-memory cache keyed by tenant data (updated by every pruning pass)",
             cache_entries.clone(),
         );
+        let dcs_writes = Family::<DcsWriteLabels, Counter>::default();
+        registry.register(
+            "dcs_writes",
+            "DCS writes (create, delete, tags) by operation and outcome",
+            dcs_writes.clone(),
+        );
         if options.instance_series {
             registry.register_collector(Box::new(InstanceCollector(instances)));
         }
         Self {
+            dcs_writes,
             panics,
             cache_entries,
             reconciles,
@@ -300,6 +317,34 @@ impl Metrics {
         self.dcs_request_duration
             .get_or_create(&OperationLabels { operation })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one DCS write by what became of it.
+    pub fn dcs_write(&self, operation: &'static str, outcome: crate::dcs::writes::WriteOutcome) {
+        use crate::dcs::writes::WriteOutcome;
+        let outcome = match outcome {
+            WriteOutcome::Accepted => "accepted",
+            WriteOutcome::Refused => "refused",
+            WriteOutcome::NotSent => "not_sent",
+            WriteOutcome::Unknown => "unknown",
+        };
+        self.dcs_writes
+            .get_or_create(&DcsWriteLabels { operation, outcome })
+            .inc();
+    }
+
+    /// DCS writes so far, every operation and outcome (for tests and benchmarks).
+    pub fn dcs_writes_total(&self) -> u64 {
+        let mut total = 0;
+        for operation in ["create_instance", "delete_instance", "tag_action"] {
+            for outcome in ["accepted", "refused", "not_sent", "unknown"] {
+                total += self
+                    .dcs_writes
+                    .get_or_create(&DcsWriteLabels { operation, outcome })
+                    .get();
+            }
+        }
+        total
     }
 
     pub fn panicked(&self, task: &'static str) {

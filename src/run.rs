@@ -16,6 +16,7 @@ use crate::controller::resolve::SpecDefaults;
 use crate::controller::secrets::{
     CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
 };
+use crate::controller::shared::LifecycleOptions;
 use crate::controller::{self, Shared};
 use crate::crd::{GROUP, VERSION};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
@@ -91,8 +92,11 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     };
     let mut default_credentials = default_credentials(args)?;
     let mut cloud_origins = Vec::new();
+    let mut manage_namespaces = Some(args.default_credentials_manage_namespaces.clone());
     let simulator = match &args.simulator {
         Some(path) => {
+            // The simulator's money is not real: its keys may manage everywhere.
+            manage_namespaces = None;
             let handle = start_demo_simulator(path, clock.clone()).await?;
             defaults.endpoint = Some(handle.endpoint());
             default_credentials = Some(demo_credentials());
@@ -122,6 +126,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
     .recorder(Recorder::new(client, controller::reporter(identity)))
     .metrics(MetricsOptions {
         instance_series: args.metrics_instance_series,
+    })
+    .lifecycle(LifecycleOptions {
+        manage_namespaces,
+        lookup_window: args.create_lookup_window,
     });
     if args.leader_elect {
         builder = builder.leader(Arc::new(LeaderGate::elected(clock)));

@@ -69,6 +69,8 @@ pub struct Gathered {
     pub connection_secret_name: String,
     pub connection_secret: ExistingSecret,
     pub poll_interval: Duration,
+    /// The managed instance's id, for status.instanceId (set by the lifecycle).
+    pub managed_instance_id: Option<String>,
 }
 
 impl Gathered {
@@ -95,6 +97,7 @@ impl Gathered {
                 .map(|secret| secret.type_.as_deref().unwrap_or("Opaque")),
             poll_interval: self.poll_interval,
             batched,
+            managed_instance_id: self.managed_instance_id.as_deref(),
             now,
         }
     }
@@ -193,6 +196,7 @@ pub async fn gather(
         poll_interval: resolved
             .map(|r| r.poll_interval)
             .unwrap_or(shared.defaults.poll_interval),
+        managed_instance_id: None,
     })))
 }
 
@@ -235,19 +239,40 @@ pub enum Observed {
     Blocked(Problem),
 }
 
+/// Where and as whom DCS is called for one DcsInstance.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub resolved: Resolved,
+    pub credentials: Credentials,
+    pub project_id: String,
+    /// The DcsInstance's own credentials (not the operator's defaults): only these
+    /// may adopt, and only these may manage outside the admin's list.
+    pub own_credentials: bool,
+    pub gate: budget::GateKey,
+    /// The credentials' SHA-256: the store key, batch group and gate proof.
+    pub fingerprint: String,
+}
+
+/// The resolved spec, credentials and project of `obj`, or the problem that stops
+/// any DCS call.
+pub async fn access(ctx: &Context, obj: &DcsInstance, namespace: &str) -> Result<Accessed> {
+    match resolve::resolve(&obj.spec, &obj.name_any(), &ctx.shared.defaults) {
+        Ok(resolved) => access_with(ctx, obj, namespace, resolved).await,
+        Err(problem) => Ok(Err(Problem::InvalidSpec(problem))),
+    }
+}
+
+/// Access, or why there is none.
+pub type Accessed = std::result::Result<Access, Problem>;
+
 /// The credentials (the DcsInstance's own, or the operator's where allowed) and
-/// project, then the observation; a problem when they cannot be had.
-async fn observe_with_credentials(
+/// project for an already resolved spec.
+async fn access_with(
     ctx: &Context,
     obj: &DcsInstance,
-    at: Where<'_>,
-) -> Result<Observed> {
-    let Where {
-        namespace,
-        resolved,
-        uid,
-        instance_id,
-    } = at;
+    namespace: &str,
+    resolved: Resolved,
+) -> Result<Accessed> {
     let shared = &ctx.shared;
     let found = shared
         .credentials
@@ -262,18 +287,47 @@ async fn observe_with_credentials(
         .await?;
     let found = match found {
         Ok(found) => found,
-        Err(problem) => return Ok(Observed::Blocked(Problem::Credentials(problem))),
+        Err(problem) => return Ok(Err(Problem::Credentials(problem))),
     };
     let Some(project_id) = obj.spec.project_id.as_ref().or(found.project_id.as_ref()) else {
-        return Ok(Observed::Blocked(Problem::InvalidSpec(
-            SpecProblem::NoProjectId,
-        )));
+        return Ok(Err(Problem::InvalidSpec(SpecProblem::NoProjectId)));
+    };
+    let gate = budget::gate_key(
+        &resolved.endpoint,
+        &found.credentials,
+        &shared.cloud_origins,
+    );
+    Ok(Ok(Access {
+        project_id: project_id.clone(),
+        own_credentials: obj.spec.credentials_secret_ref.is_some(),
+        fingerprint: found.credentials.fingerprint(),
+        gate,
+        credentials: found.credentials,
+        resolved,
+    }))
+}
+
+/// The observation of `instance_id` for an object whose access is known.
+async fn observe_with_credentials(
+    ctx: &Context,
+    obj: &DcsInstance,
+    at: Where<'_>,
+) -> Result<Observed> {
+    let Where {
+        namespace,
+        resolved,
+        uid,
+        instance_id,
+    } = at;
+    let access = match access_with(ctx, obj, namespace, resolved.clone()).await? {
+        Ok(access) => access,
+        Err(problem) => return Ok(Observed::Blocked(problem)),
     };
     let target = Target {
         namespace,
         resolved,
-        credentials: &found.credentials,
-        project_id,
+        credentials: &access.credentials,
+        project_id: &access.project_id,
         uid,
         instance_id,
     };

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod budget;
 pub mod dcs_call;
 pub mod gather;
+pub mod lifecycle;
 pub mod resolve;
 pub mod runner;
 pub mod secrets;
@@ -83,6 +84,22 @@ pub enum Error {
         "the connection Secret {name} is not controlled by this DcsInstance any more; looking again"
     )]
     SecretTakenMeanwhile { name: String },
+    #[error("writing the lifecycle annotations or finalizer: {source}")]
+    PatchMetadata {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the in-use finalizer of the credentials Secret {name}: {source}")]
+    PatchCredentialsFinalizer {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing DcsInstances: {source}")]
+    ListInstances {
+        #[source]
+        source: kube::Error,
+    },
     #[error("patching the status: {source}")]
     PatchStatus {
         #[source]
@@ -107,6 +124,8 @@ impl Error {
             | Error::ReadConnectionSecret { source, .. }
             | Error::WriteSecret { source, .. }
             | Error::PatchStatus { source }
+            | Error::PatchMetadata { source }
+            | Error::PatchCredentialsFinalizer { source, .. }
                 if is_conflict(source) =>
             {
                 "Conflict"
@@ -117,6 +136,9 @@ impl Error {
             Error::WriteSecret { .. } => "WriteSecretFailed",
             Error::SecretTakenMeanwhile { .. } => "SecretTakenMeanwhile",
             Error::PatchStatus { .. } => "PatchStatusFailed",
+            Error::PatchMetadata { .. } => "PatchMetadataFailed",
+            Error::PatchCredentialsFinalizer { .. } => "PatchSecretFinalizerFailed",
+            Error::ListInstances { .. } => "ListInstancesFailed",
             Error::MissingObjectKey(_) => "MissingObjectKey",
             Error::Serialization(_) => "SerializationError",
             Error::NotLeader => "NotLeader",
@@ -182,18 +204,52 @@ async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
             Action::await_change()
         });
     }
-    let gathered = match gather::gather(&ctx, &obj, obj.spec.instance_id.as_deref(), Vec::new()).await? {
+    let driven = lifecycle::drive(&ctx, obj).await?;
+    if driven.finished {
+        return Ok(driven
+            .requeue
+            .map_or_else(Action::await_change, Action::requeue));
+    }
+    let obj = driven.obj.clone();
+    let observe = driven.observe.as_deref();
+    let mut gathered = match gather::gather(&ctx, &obj, observe, driven.problems).await? {
         Gather::Ready(gathered) => gathered,
         // Nothing observed yet: write nothing, look again soon.
         Gather::NotYet(after) => return Ok(Action::requeue(after)),
     };
+    gathered.managed_instance_id = driven.managed_id;
+    note_immutable_changes(&obj, &mut gathered);
     let input = gathered.plan_input(&obj, shared.batching, shared.clock.now());
     let planned = plan::plan(&input);
     apply::apply(&ctx, &obj, &gathered, &planned).await?;
-    Ok(match planned.requeue_after {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
-    })
+    // The sooner of the plan's next look and the lifecycle's.
+    let after = match (planned.requeue_after, driven.requeue) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// A managed instance whose spec asks for what DCS cannot change in place (the
+/// CRD refuses it; a server without the rule, or a spec from before it, may not):
+/// reported in Synced, never written.
+fn note_immutable_changes(obj: &DcsInstance, gathered: &mut gather::Gathered) {
+    let (Some(desired), Some(_)) = (obj.spec.instance.as_ref(), &gathered.managed_instance_id)
+    else {
+        return;
+    };
+    let observed = gathered
+        .observation
+        .as_ref()
+        .and_then(|o| o.result.as_ref().ok());
+    if let Some(instance) = observed {
+        let fields = plan::problems::immutable_differences(desired, instance);
+        if !fields.is_empty() {
+            gathered
+                .problems
+                .push(plan::Problem::ImmutableFieldChanged { fields });
+        }
+    }
 }
 
 impl Shared {

@@ -64,6 +64,31 @@ pub struct Shared {
     pub(super) selector: Option<String>,
     /// Reconciles at once per controller (0: unbounded).
     pub(super) concurrency: u16,
+    /// Who may create and delete, and how long a lost create is looked up.
+    pub(super) lifecycle: LifecycleOptions,
+    /// uid -> when this process last sent a DELETE for that object's instance: a
+    /// delete in progress is waited for, not sent again every requeue.
+    pub(super) deletes_sent: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+}
+
+/// The managed lifecycle's settings (`--default-credentials-manage-namespaces`,
+/// `--create-lookup-window`).
+#[derive(Debug, Clone)]
+pub struct LifecycleOptions {
+    /// Namespaces where the operator's own credentials may create and delete;
+    /// None: every namespace (demo mode only, where the cloud is the simulator).
+    pub manage_namespaces: Option<Vec<String>>,
+    /// How long a create with an unknown outcome is looked up.
+    pub lookup_window: std::time::Duration,
+}
+
+impl Default for LifecycleOptions {
+    fn default() -> Self {
+        Self {
+            manage_namespaces: Some(Vec::new()),
+            lookup_window: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// Builds a [`Shared`]: a single writer (no election), no events, instance series
@@ -83,6 +108,7 @@ pub struct SharedBuilder {
     selector: Option<String>,
     concurrency: u16,
     metrics: MetricsOptions,
+    lifecycle: LifecycleOptions,
 }
 
 impl SharedBuilder {
@@ -133,6 +159,11 @@ impl SharedBuilder {
         self
     }
 
+    pub fn lifecycle(mut self, options: LifecycleOptions) -> Self {
+        self.lifecycle = options;
+        self
+    }
+
     pub fn build(self) -> Shared {
         let observations = Arc::new(ObservationStore::default());
         let instances = Arc::new(InstanceView::new(observations.clone()));
@@ -161,6 +192,8 @@ impl SharedBuilder {
             readiness: Arc::new(Readiness::default()),
             selector: self.selector,
             concurrency: self.concurrency,
+            lifecycle: self.lifecycle,
+            deletes_sent: Mutex::default(),
         }
     }
 }
@@ -189,6 +222,7 @@ impl Shared {
             selector: None,
             concurrency: 32,
             metrics: MetricsOptions::default(),
+            lifecycle: LifecycleOptions::default(),
         }
     }
 
@@ -202,6 +236,7 @@ impl Shared {
             self.defaults.clone(),
             CredentialsResolver::new(self.credentials.defaults.clone()),
         )
+        .lifecycle(self.lifecycle.clone())
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -309,6 +344,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|uid, _| uids.contains(uid));
+        self.deletes_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
         self.credentials.retain(&referenced);
         self.passwords.retain(&referenced);
         self.budget.prune(self.clock.now());
@@ -337,6 +376,13 @@ impl Shared {
             (
                 "error_backoff",
                 self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            (
+                "deletes_sent",
+                self.deletes_sent
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .len(),

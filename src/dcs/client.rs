@@ -380,7 +380,8 @@ impl DcsClient {
         })
     }
 
-    fn default_spec(&self) -> RequestSpec {
+    /// The headers every request carries (JSON Content-Type, the User-Agent).
+    pub(crate) fn default_spec(&self) -> RequestSpec {
         RequestSpec {
             headers: vec![
                 ("Content-Type".into(), "application/json".into()),
@@ -503,7 +504,7 @@ impl DcsClient {
 
     /// Sends a request and returns a successful answer's body (at most
     /// `max_body_bytes`), or classifies the failure.
-    async fn send_raw(
+    pub(crate) async fn send_raw(
         &self,
         endpoint: &Endpoint,
         credentials: &Credentials,

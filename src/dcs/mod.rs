@@ -7,6 +7,7 @@ pub mod error;
 pub mod model;
 pub mod signer;
 pub mod sim;
+pub mod writes;
 
 pub use client::{ClientConfig, DcsClient, Endpoint};
 pub use credentials::{Credentials, CredentialsError, SecretString};

@@ -238,7 +238,7 @@ impl<'a> View<'a> {
     }
 
     /// Whether deleting this object deletes the DCS instance.
-    fn deletes_instance(&self) -> bool {
+    pub fn deletes_instance(&self) -> bool {
         self.policy == ManagementPolicy::Manage
             && self.deletion_policy == DeletionPolicy::Delete
             && !self.crd_deleting

@@ -30,7 +30,7 @@ use conditions::{ConditionDraft, condition, find};
 
 pub use conditions::error_message;
 pub use events::{PlannedEvent, transition_events};
-pub use problems::{CredentialsProblem, PasswordProblem, Problem, SpecProblem};
+pub use problems::{CredentialsProblem, LifecycleProblem, PasswordProblem, Problem, SpecProblem};
 pub use reasons::{READY, SYNCED};
 pub use schedule::{
     BATCH_FALLBACK_FACTOR, DEGRADED_FACTOR, jitter, next_poll_at, poll_delay, stale_after,
@@ -72,6 +72,8 @@ pub struct PlanInput<'a> {
     pub poll_interval: Duration,
     /// Whether a batch list call keeps this instance's answer fresh.
     pub batched: bool,
+    /// The managed instance's id, for status.instanceId (Manage only).
+    pub managed_instance_id: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
 
@@ -89,6 +91,7 @@ impl std::fmt::Debug for PlanInput<'_> {
             .field("existing_secret_type", &self.existing_secret_type)
             .field("poll_interval", &self.poll_interval)
             .field("batched", &self.batched)
+            .field("managed_instance_id", &self.managed_instance_id)
             .field("now", &self.now)
             .finish()
     }
@@ -140,7 +143,8 @@ impl<'a> Found<'a> {
     fn sort(problems: &'a [Problem]) -> Self {
         let find = |wanted: fn(&Problem) -> bool| problems.iter().find(|p| wanted(p));
         Found {
-            invalid: find(|p| matches!(p, Problem::InvalidSpec(_))),
+            // A lifecycle that is waiting or blocked has nothing to observe yet.
+            invalid: find(|p| matches!(p, Problem::InvalidSpec(_) | Problem::Lifecycle(_))),
             credentials: find(|p| matches!(p, Problem::Credentials(_))),
             ready_blocker: find(|p| {
                 matches!(p, Problem::Password(_) | Problem::SecretConflict { .. })
@@ -221,6 +225,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     });
     status.conditions = conditions_for(input, &found, ready, synced, failure);
     status.observed_generation = input.generation;
+    status.instance_id = input.managed_instance_id.map(str::to_string);
     // Whatever DCS sent, status fits the CRD: a write the API server refuses would
     // be retried forever.
     clip_to_schema(&mut status);
@@ -272,6 +277,13 @@ fn synced_draft(
     failure: Option<&DcsError>,
 ) -> ConditionDraft {
     if let Some(problem) = found.before_observing() {
+        return ConditionDraft::new(false, problem.reason(), problem.message());
+    }
+    let immutable = input
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::ImmutableFieldChanged { .. }));
+    if let Some(problem) = immutable.filter(|_| success.is_some()) {
         return ConditionDraft::new(false, problem.reason(), problem.message());
     }
     match (success, failure, input.observation) {

@@ -33,6 +33,12 @@ pub enum SpecProblem {
     SecretNameTooLong(String),
     #[error("spec.projectId is required: the credentials carry no projectId")]
     NoProjectId,
+    #[error("spec.instance is required with managementPolicy Manage")]
+    NoDesiredInstance,
+    #[error(
+        "spec.passwordSecretRef is required to create an instance unless spec.instance.noPasswordAccess is true"
+    )]
+    NoPasswordSecret,
 }
 
 /// No usable credentials for a DcsInstance. `origin` names where they were looked
@@ -78,6 +84,139 @@ pub enum PasswordProblem {
     KeyMissing { name: String, key: String },
 }
 
+/// The managed lifecycle is waiting, or cannot go on: each says what happened and
+/// what to do (docs/managing.md has the table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleProblem {
+    /// The create's answer was lost; the operator is looking for the instance.
+    CreatePending { attempt: u32 },
+    /// The lookup window is over and the create was never found.
+    CreateUnresolved { uid: String },
+    /// DCS refused the create (or the credentials): its code and message.
+    Refused { detail: String },
+    /// An instance with this name exists and is not this object's.
+    NameInUse { name: String },
+    /// The recorded attempt, id or instance tag belongs to another DcsInstance.
+    OwnershipMismatch { detail: String },
+    /// spec.instanceId differs from the id the operator created.
+    InstanceIdMismatch { recorded: String },
+    /// The operator's own credentials may not create or adopt here.
+    ManageNotAllowed { detail: String },
+    /// A lifecycle annotation does not parse.
+    AnnotationInvalid { name: &'static str },
+    /// A DCS call the lifecycle needs failed (a lookup, a tag read): its reason.
+    Dcs {
+        step: &'static str,
+        reason: &'static str,
+        message: String,
+    },
+    /// retry-create: the CREATEFAILED instance is being deleted first.
+    Replacing { instance_id: String },
+    /// Deleting the DCS instance (waiting for a deletable state or for the 404).
+    Deleting { detail: String },
+    /// Deletion cannot go on: why, and the way out.
+    CleanupBlocked { detail: String },
+    /// A condition kept as the status already shows it (a refusal's DCS code and
+    /// message are recorded nowhere else).
+    Kept {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl LifecycleProblem {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LifecycleProblem::CreatePending { .. } => reasons::CREATE_PENDING,
+            LifecycleProblem::CreateUnresolved { .. } => reasons::CREATE_UNRESOLVED,
+            LifecycleProblem::Refused { .. } => reasons::REQUEST_REFUSED,
+            LifecycleProblem::NameInUse { .. } => reasons::NAME_IN_USE,
+            LifecycleProblem::OwnershipMismatch { .. } => reasons::OWNERSHIP_MISMATCH,
+            LifecycleProblem::InstanceIdMismatch { .. } => reasons::INSTANCE_ID_MISMATCH,
+            LifecycleProblem::ManageNotAllowed { .. } => reasons::MANAGE_NOT_ALLOWED,
+            LifecycleProblem::AnnotationInvalid { .. } => reasons::ANNOTATION_INVALID,
+            LifecycleProblem::Dcs { reason, .. } => reason,
+            LifecycleProblem::Replacing { .. } => reasons::REPLACING,
+            LifecycleProblem::Deleting { .. } => reasons::DELETING,
+            LifecycleProblem::CleanupBlocked { .. } => reasons::CLEANUP_BLOCKED,
+            LifecycleProblem::Kept { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        use crate::lifecycle::{OWNER_TAG_KEY, RETRY_CREATE_ANNOTATION};
+        match self {
+            LifecycleProblem::CreatePending { attempt } => format!(
+                "create attempt {attempt} was sent but its answer was lost; looking for the instance by its ownership tag (nothing is sent again)"
+            ),
+            LifecycleProblem::CreateUnresolved { uid } => format!(
+                "the create was sent but no instance tagged {OWNER_TAG_KEY}={uid} appeared within the lookup window; check the DCS console, then set the annotation {RETRY_CREATE_ANNOTATION} to create again (or adopt an instance with spec.instanceId)"
+            ),
+            LifecycleProblem::Refused { detail } => format!(
+                "DCS refused the request: {detail}; fix the spec (or the credentials) and the operator tries once more, or set the annotation {RETRY_CREATE_ANNOTATION}"
+            ),
+            LifecycleProblem::NameInUse { name } => format!(
+                "a DCS instance named {name} exists and is not owned by this DcsInstance; set spec.instance.name to another name, or adopt it with spec.instanceId"
+            ),
+            LifecycleProblem::OwnershipMismatch { detail } => {
+                format!("{detail}; nothing is written or created")
+            }
+            LifecycleProblem::InstanceIdMismatch { recorded } => format!(
+                "spec.instanceId differs from the instance this DcsInstance created ({recorded}); set spec.instanceId to {recorded}, nothing is written meanwhile"
+            ),
+            LifecycleProblem::ManageNotAllowed { detail } => detail.clone(),
+            LifecycleProblem::AnnotationInvalid { name } => format!(
+                "the annotation {name} is not valid; it is written by the operator: restore its previous value or remove it"
+            ),
+            LifecycleProblem::Dcs { step, message, .. } => format!("{step}: {message}"),
+            LifecycleProblem::Replacing { instance_id } => format!(
+                "retry-create: deleting the failed instance {instance_id} before creating a new one"
+            ),
+            LifecycleProblem::Deleting { detail } => detail.clone(),
+            LifecycleProblem::CleanupBlocked { detail } => format!(
+                "{detail}; to let the DcsInstance go without deleting the DCS instance, set spec.deletionPolicy to Orphan"
+            ),
+            LifecycleProblem::Kept { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// The fields of `desired` that differ from what DCS reports and cannot change in
+/// place. Only what the answer carries is compared (engine case-insensitively).
+pub fn immutable_differences(
+    desired: &crate::crd::DesiredInstance,
+    instance: &crate::dcs::model::Instance,
+) -> Vec<&'static str> {
+    let differs = |want: Option<&str>, have: Option<&str>, case: bool| match (want, have) {
+        (Some(want), Some(have)) if case => !want.eq_ignore_ascii_case(have),
+        (Some(want), Some(have)) => want != have,
+        _ => false,
+    };
+    let mut fields = Vec::new();
+    if differs(
+        Some(desired.engine.as_str()),
+        instance.engine.as_deref(),
+        true,
+    ) {
+        fields.push("engine");
+    }
+    let version = desired.engine_version.as_deref();
+    if differs(version, instance.engine_version.as_deref(), false) {
+        fields.push("engineVersion");
+    }
+    if differs(Some(&desired.vpc_id), instance.vpc_id.as_deref(), false) {
+        fields.push("vpcId");
+    }
+    if differs(
+        Some(&desired.subnet_id),
+        instance.subnet_id.as_deref(),
+        false,
+    ) {
+        fields.push("subnetId");
+    }
+    fields
+}
+
 /// A problem found outside the observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -92,6 +231,11 @@ pub enum Problem {
     /// The connection Secret holds the right data but a `type` Kubernetes will not
     /// let the operator change: said in Ready's message, nothing else changes.
     SecretTypeMismatch { have: String, want: String },
+    /// The managed lifecycle is waiting or blocked: nothing is observed.
+    Lifecycle(LifecycleProblem),
+    /// spec.instance asks for a change DCS cannot make in place (the CRD's rule
+    /// should have refused it): said in Synced, nothing is written for it.
+    ImmutableFieldChanged { fields: Vec<&'static str> },
 }
 
 impl Problem {
@@ -106,6 +250,8 @@ impl Problem {
             Problem::Password(_) => reasons::PASSWORD_SECRET_NOT_FOUND,
             Problem::SecretConflict { .. } => reasons::SECRET_CONFLICT,
             Problem::SecretTypeMismatch { .. } => reasons::SECRET_TYPE_MISMATCH,
+            Problem::Lifecycle(problem) => problem.reason(),
+            Problem::ImmutableFieldChanged { .. } => reasons::IMMUTABLE_FIELD_CHANGED,
         }
     }
 
@@ -120,6 +266,11 @@ impl Problem {
             ),
             Problem::SecretTypeMismatch { have, want } => format!(
                 "the connection Secret has type {have}, not {want}; Kubernetes cannot change a Secret's type: delete the Secret and the operator recreates it"
+            ),
+            Problem::Lifecycle(problem) => problem.message(),
+            Problem::ImmutableFieldChanged { fields } => format!(
+                "spec.instance.{} differs from the instance, and DCS cannot change it in place; set it back (a different value needs a new DcsInstance)",
+                fields.join(", spec.instance.")
             ),
         }
     }

@@ -32,6 +32,20 @@ pub const PASSWORD_SECRET_NOT_FOUND: &str = "PasswordSecretNotFound";
 pub const SECRET_CONFLICT: &str = "SecretConflict";
 pub const SECRET_TYPE_MISMATCH: &str = "SecretTypeMismatch";
 
+/// The managed lifecycle (see `LifecycleProblem::reason`).
+pub const CREATE_PENDING: &str = "CreatePending";
+pub const CREATE_UNRESOLVED: &str = "CreateUnresolved";
+pub const REQUEST_REFUSED: &str = "RequestRefused";
+pub const NAME_IN_USE: &str = "NameInUse";
+pub const OWNERSHIP_MISMATCH: &str = "OwnershipMismatch";
+pub const INSTANCE_ID_MISMATCH: &str = "InstanceIdMismatch";
+pub const MANAGE_NOT_ALLOWED: &str = "ManageNotAllowed";
+pub const ANNOTATION_INVALID: &str = "AnnotationInvalid";
+pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
+pub const DELETING: &str = "Deleting";
+pub const REPLACING: &str = "Replacing";
+pub const IMMUTABLE_FIELD_CHANGED: &str = "ImmutableFieldChanged";
+
 /// Observation failures the plan compares (the full set is `DcsError::reason`).
 pub const UNAUTHORIZED: &str = "Unauthorized";
 pub const FORBIDDEN: &str = "Forbidden";
@@ -42,6 +56,11 @@ pub const NOT_READY: &str = "NotReady";
 pub const STATUS_CHANGED: &str = "StatusChanged";
 pub const ENDPOINT_CHANGED: &str = "EndpointChanged";
 pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+pub const INSTANCE_CREATED: &str = "InstanceCreated";
+pub const INSTANCE_ADOPTED: &str = "InstanceAdopted";
+pub const INSTANCE_DELETED: &str = "InstanceDeleted";
+pub const INSTANCE_ORPHANED: &str = "InstanceOrphaned";
+pub const RETRY_CREATE_IGNORED: &str = "RetryCreateIgnored";
 
 /// The condition status for a boolean.
 pub fn status_of(ok: bool) -> &'static str {

@@ -108,6 +108,7 @@ impl Case {
             existing_secret_type: None,
             poll_interval: Duration::from_secs(60),
             batched: self.batched,
+            managed_instance_id: None,
             now: self.now,
         })
     }
@@ -759,6 +760,7 @@ fn debug_never_shows_the_password_or_secret_data() {
         existing_secret_type: None,
         poll_interval: Duration::from_secs(60),
         batched: false,
+        managed_instance_id: None,
         now: now(),
     };
     let planned = plan(&input);
@@ -790,6 +792,7 @@ fn a_secret_type_mismatch_is_a_note_on_ready() {
         existing_secret_type: Some("Opaque"),
         poll_interval: Duration::from_secs(60),
         batched: false,
+        managed_instance_id: None,
         now: now(),
     };
     let planned = plan(&input);

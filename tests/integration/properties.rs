@@ -215,6 +215,7 @@ proptest! {
                 existing_secret_type: None,
                 poll_interval: poll,
                 batched,
+                managed_instance_id: None,
                 now,
             });
             let status = serde_json::to_value(&planned.status).unwrap().to_string();
