@@ -191,6 +191,16 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+fn register_dcs_writes(registry: &mut Registry) -> Family<DcsWriteLabels, Counter> {
+    let dcs_writes = Family::<DcsWriteLabels, Counter>::default();
+    registry.register(
+        "dcs_writes",
+        "DCS writes (create, delete, tags) by operation and outcome",
+        dcs_writes.clone(),
+    );
+    dcs_writes
+}
+
 impl Metrics {
     /// Registers everything, with the per-instance collector reading `instances`.
     pub fn new(instances: Arc<InstanceView>) -> Self {
@@ -258,12 +268,7 @@ impl Metrics {
             "Entries in each in-memory cache keyed by tenant data (updated by every pruning pass)",
             cache_entries.clone(),
         );
-        let dcs_writes = Family::<DcsWriteLabels, Counter>::default();
-        registry.register(
-            "dcs_writes",
-            "DCS writes (create, delete, tags) by operation and outcome",
-            dcs_writes.clone(),
-        );
+        let dcs_writes = register_dcs_writes(&mut registry);
         if options.instance_series {
             registry.register_collector(Box::new(InstanceCollector(instances)));
         }

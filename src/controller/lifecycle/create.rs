@@ -110,7 +110,8 @@ async fn send(
         precondition: true,
     };
     let obj = marks::patch(ctx, &obj, sent).await?;
-    shared.check_write()?;
+    // No other check between `sent` and the POST: an attempt marked sent whose POST
+    // never went would cost the user a lookup window and a retry-create.
     let access = &prepared.access;
     let started = std::time::Instant::now();
     let result = shared
@@ -130,15 +131,10 @@ async fn send(
     match result {
         Ok(answer) => {
             let id = answer.value.instance_id;
-            event(
-                ctx,
-                &obj,
-                reasons::INSTANCE_CREATED,
-                format!("created DCS instance {id} ({})", prepared.body.name),
-                false,
-            )
-            .await;
-            record_id(ctx, obj, &attempt, id).await
+            let note = format!("created DCS instance {id} ({})", prepared.body.name);
+            let driven = record_id(ctx, obj, &attempt, id).await?;
+            event(ctx, &driven.obj, reasons::INSTANCE_CREATED, note, false).await;
+            Ok(driven)
         }
         Err(error) => create_failed(ctx, obj, &attempt, error).await,
     }
