@@ -5,11 +5,15 @@
 //! in reconcile, naming the field. The fixture format is in docs/bad-input.md.
 //!
 //! Offline the structural part is a small validator of exactly the OpenAPI subset the
-//! CRD uses (type, properties, required, pattern, maxLength/minLength, items,
-//! maxItems, nullable), with the API server's message wording; the CEL rules run in
-//! kube-cel, the evaluator behind kube's `cel` feature. An ignored test sends the
-//! same manifests to a real API server as dry-run requests with strict field
-//! validation: `cargo test --test integration admission -- --ignored`.
+//! CRD uses (type, properties, required, pattern, maxLength/minLength, enum, items,
+//! maxItems/minItems, minimum/maximum, nullable, list-type map keys), after the
+//! schema defaults, with the API server's message wording; the CEL rules run in
+//! kube-cel, the evaluator behind kube's `cel` feature. An update keeps the stored
+//! status, as a write to the main resource does (status is a subresource), so the
+//! transition rules keyed on `oldSelf.status.instanceId` see it on both sides. An
+//! ignored test sends the same manifests to a real API server as dry-run requests
+//! with strict field validation (an update's stored status written through the
+//! status subresource first): `cargo test --test integration admission -- --ignored`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,6 +143,11 @@ fn structural(schema: &Value, value: &Value, path: &str, verdict: &mut Verdict) 
         "minLength",
         "items",
         "maxItems",
+        "minItems",
+        "minimum",
+        "maximum",
+        "enum",
+        "default",
         "nullable",
         "format",
         "description",
@@ -174,7 +183,33 @@ fn structural(schema: &Value, value: &Value, path: &str, verdict: &mut Verdict) 
             return;
         }
     }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let supported: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        verdict.refused.push(format!(
+            "{path}: Unsupported value: {value}: supported values: {}",
+            supported.join(", ")
+        ));
+    }
     match value {
+        Value::Number(number) => {
+            let number = number.as_f64().unwrap();
+            if let Some(max) = schema["maximum"].as_f64()
+                && number > max
+            {
+                verdict.refused.push(format!(
+                    "{path}: Invalid value: {number}: {path} in body should be less than or equal to {max}"
+                ));
+            }
+            if let Some(min) = schema["minimum"].as_f64()
+                && number < min
+            {
+                verdict.refused.push(format!(
+                    "{path}: Invalid value: {number}: {path} in body should be greater than or equal to {min}"
+                ));
+            }
+        }
         Value::String(text) => {
             // OpenAPI counts characters, not bytes.
             let length = text.chars().count() as u64;
@@ -209,6 +244,17 @@ fn structural(schema: &Value, value: &Value, path: &str, verdict: &mut Verdict) 
                     items.len()
                 ));
             }
+            if let Some(min) = schema["minItems"].as_u64()
+                && (items.len() as u64) < min
+            {
+                verdict.refused.push(format!(
+                    "{path}: Invalid value: {}: {path} in body should have at least {min} items",
+                    items.len()
+                ));
+            }
+            if schema["x-kubernetes-list-type"] == "map" {
+                list_map_duplicates(schema, items, path, verdict);
+            }
             for (i, item) in items.iter().enumerate() {
                 structural(&schema["items"], item, &format!("{path}[{i}]"), verdict);
             }
@@ -242,6 +288,32 @@ fn structural(schema: &Value, value: &Value, path: &str, verdict: &mut Verdict) 
     }
 }
 
+/// `x-kubernetes-list-type: map`: the second and later items with the same key values
+/// are refused as the API server words it (`field.Duplicate` with the keys as a map).
+fn list_map_duplicates(schema: &Value, items: &[Value], path: &str, verdict: &mut Verdict) {
+    let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
+        .as_array()
+        .expect("a list-type map names its keys")
+        .iter()
+        .map(|key| key.as_str().unwrap())
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let key: Vec<String> = keys.iter().map(|k| item[*k].to_string()).collect();
+        if !seen.insert(key.clone()) {
+            let shown: Vec<String> = keys
+                .iter()
+                .zip(&key)
+                .map(|(name, value)| format!("{name:?}:{value}"))
+                .collect();
+            verdict.refused.push(format!(
+                "{path}[{i}]: Duplicate value: map[string]interface {{}}{{{}}}",
+                shown.join(", ")
+            ));
+        }
+    }
+}
+
 /// The offline admission check: structural schema, then the CEL rules (with oldSelf
 /// for an update). Both run, as in the API server, so both kinds of message show.
 struct Admission {
@@ -268,10 +340,22 @@ impl Admission {
 
     fn check(&self, old: Option<&Value>, new: &Value) -> Verdict {
         let mut verdict = Verdict::default();
+        // A write to the main resource keeps the stored status (a subresource).
+        let mut new = new.clone();
+        if let Some(old) = old {
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    new.as_object_mut().unwrap().remove("status");
+                }
+            }
+        }
+        // The API server fills in schema defaults while decoding, before validating.
+        let new = &kube_cel::apply_defaults(&self.schema, &new);
         structural(&self.schema, new, "", &mut verdict);
         // The API server prunes unknown fields before the CEL rules see the object.
         let pruned = prune(&self.schema, new);
-        let old = old.map(|old| prune(&self.schema, old));
+        let old = old.map(|old| prune(&self.schema, &kube_cel::apply_defaults(&self.schema, old)));
         if let Err(errors) = self
             .cel
             .validate_compiled(&self.compiled, &pruned, old.as_ref())
@@ -381,13 +465,45 @@ fn valid_manifests_are_accepted_and_resolve() {
     println!("valid manifests accepted {accepted} of {accepted}");
 }
 
+/// Every DcsInstance in examples/ is admitted as it stands: an existing (Observe)
+/// manifest keeps working, and a new example cannot be one the API server refuses.
+#[test]
+fn the_examples_are_admitted() {
+    let admission = Admission::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    paths.sort();
+    let mut admitted = 0;
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let object = Value::deserialize(document).unwrap();
+            if object["kind"] != "DcsInstance" {
+                continue;
+            }
+            let verdict = admission.check(None, &object);
+            assert!(
+                verdict.refused.is_empty() && verdict.pruned.is_empty(),
+                "{}: {verdict:?}",
+                path.display()
+            );
+            admitted += 1;
+        }
+    }
+    assert!(admitted >= 2, "only {admitted} DcsInstances in examples/");
+}
+
 #[test]
 fn every_cel_rule_has_a_fixture() {
     let fixtures = load(Path::new(FIXTURES));
     let expects: Vec<String> = fixtures.iter().filter_map(|f| f.expect.clone()).collect();
     let mut messages = Vec::new();
     collect_rule_messages(&root_schema(), &mut messages);
-    assert_eq!(messages.len(), 6, "{messages:?}");
+    assert_eq!(messages.len(), 18, "{messages:?}");
     for message in messages {
         assert!(
             expects.iter().any(|e| message.contains(e.as_str())),
@@ -617,7 +733,8 @@ mod e2e {
         failures
     }
 
-    /// Creates the stored object for real, then sends the update as a dry run.
+    /// Creates the stored object for real (and writes its status through the status
+    /// subresource, which a create ignores), then sends the update as a dry run.
     async fn update(
         client: &Client,
         namespace: &str,
@@ -630,10 +747,19 @@ mod e2e {
             &kube::api::ApiResource::erase::<dcs_operator::crd::DcsInstance>(&()),
         );
         let stored: kube::api::DynamicObject = serde_json::from_value(old.clone()).unwrap();
-        let created = api
+        let mut created = api
             .create(&PostParams::default(), &stored)
             .await
             .expect("cannot create the stored object of an update fixture");
+        if let Some(status) = old.get("status") {
+            let name = old["metadata"]["name"].as_str().unwrap();
+            let mut with_status = created.clone();
+            with_status.data["status"] = status.clone();
+            created = api
+                .replace_status(name, &PostParams::default(), &with_status)
+                .await
+                .expect("cannot write the stored status of an update fixture");
+        }
         let mut new = new.clone();
         new["metadata"]["resourceVersion"] = created.metadata.resource_version.clone().into();
         let outcome = send(client, namespace, "PUT", &new).await;

@@ -442,14 +442,18 @@ fn expected(entries: &[(&str, &str, &[&str], &[&str])]) -> Rules {
         .collect()
 }
 
-/// What the controller does in a namespace it serves.
+/// What the controller does in a namespace it serves: watch DcsInstances and list
+/// them (also to release a credentials Secret's in-use finalizer), patch their
+/// metadata (the cleanup finalizer, the lifecycle annotations; never spec) and
+/// status, read and write Secrets (connection Secrets, and the in-use finalizer on
+/// credentials Secrets), record Events.
 fn operator_rules() -> Rules {
     expected(&[
         (
             "dcs.operator.dev",
             "dcsinstances",
             &[],
-            &["get", "list", "watch"],
+            &["get", "list", "watch", "patch"],
         ),
         ("dcs.operator.dev", "dcsinstances/status", &[], &["patch"]),
         (
@@ -460,6 +464,17 @@ fn operator_rules() -> Rules {
         ),
         ("events.k8s.io", "events", &[], &["create", "patch"]),
     ])
+}
+
+/// Cluster-wide whatever the install: `get` on the DcsInstance CRD alone, by name,
+/// to see it being deleted (every DcsInstance is then treated as Orphan).
+fn crd_rules() -> Rules {
+    expected(&[(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["dcsinstances.dcs.operator.dev"],
+        &["get"],
+    )])
 }
 
 /// Leader election (src/leader.rs with kube-lease-manager): create the Lease, then
@@ -559,6 +574,10 @@ fn rbac_is_exactly_what_the_operator_uses() {
             for ns in &run.namespaces {
                 wanted.insert(ns.clone(), operator_rules());
             }
+        }
+        let cluster = wanted.entry(String::new()).or_default();
+        for (rule, verbs) in crd_rules() {
+            cluster.entry(rule).or_default().extend(verbs);
         }
         if run.leader_elect {
             let ns = run
@@ -772,4 +791,89 @@ fn instance_series_follow_their_value() {
         off += usize::from(!wanted);
     }
     assert!(off >= 1, "a value set with metrics.instanceSeries=false");
+}
+
+/// Each rule the chart grants says why, in a comment right above it (the RBAC
+/// templates are the only place an admin reads that).
+#[test]
+fn every_rbac_rule_has_a_comment() {
+    let fixture = std::fs::read_to_string(root().join("tests/fixtures/rbac.yaml")).unwrap();
+    let lines: Vec<&str> = fixture.lines().collect();
+    let mut rules = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("- apiGroups:") {
+            rules += 1;
+            assert!(
+                i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                "tests/fixtures/rbac.yaml:{}: a rule without a comment above it",
+                i + 1
+            );
+        }
+    }
+    assert!(rules >= 8, "only {rules} rules");
+    for why in [
+        "dcs.operator.dev/cleanup",
+        "dcs.operator.dev/create-attempt",
+        "never edits spec",
+        "dcs.operator.dev/in-use",
+        "treated as deletionPolicy Orphan",
+    ] {
+        assert!(
+            fixture.contains(why),
+            "the RBAC comments do not mention {why:?}"
+        );
+    }
+}
+
+/// `defaultCredentials.manageNamespaces` becomes
+/// `--default-credentials-manage-namespaces` (absent when empty) and
+/// `createLookupWindow` `--create-lookup-window` (absent: the operator's 10m).
+#[test]
+fn manage_namespaces_and_lookup_window_follow_their_values() {
+    let mut set = 0;
+    for (name, objects) in fixtures() {
+        let values = values_of(&name);
+        let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
+        let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        let manage: Vec<String> = values["defaultCredentials"]["manageNamespaces"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: defaultCredentials.manageNamespaces is a list"))
+            .iter()
+            .map(|ns| ns.as_str().unwrap().to_string())
+            .collect();
+        let window = values["createLookupWindow"].as_str().unwrap_or_default();
+        assert_eq!(
+            args.iter()
+                .any(|a| a.starts_with("--default-credentials-manage-namespaces")),
+            !manage.is_empty(),
+            "{name}: {args:?}"
+        );
+        assert_eq!(
+            args.iter().any(|a| a.starts_with("--create-lookup-window")),
+            !window.is_empty(),
+            "{name}: {args:?}"
+        );
+        let Command::Run(run) =
+            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
+                .unwrap()
+                .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(run.default_credentials_manage_namespaces, manage, "{name}");
+        let wanted = if window.is_empty() {
+            std::time::Duration::from_secs(600)
+        } else {
+            dcs_operator::cli::parse_duration(window).unwrap()
+        };
+        assert_eq!(run.create_lookup_window, wanted, "{name}");
+        set += usize::from(!manage.is_empty() && !window.is_empty());
+    }
+    assert!(
+        set >= 1,
+        "a value set with defaultCredentials.manageNamespaces and createLookupWindow"
+    );
 }

@@ -59,19 +59,31 @@ What the operator does in each namespace it serves, for a ClusterRole (all
 namespaces) or one Role per namespace (watchNamespaces). One comment per rule: why.
 */}}
 {{- define "dcs-operator.rules" -}}
-# Watch the DcsInstances it serves (the controller's list+watch; get for re-reads).
+# Watch the DcsInstances it serves (the controller's list+watch; get for re-reads;
+# list also finds the Delete-policy DcsInstances still using a credentials Secret
+# before its in-use finalizer is released).
 - apiGroups: ["dcs.operator.dev"]
   resources: ["dcsinstances"]
   verbs: ["get", "list", "watch"]
+# Patch a DcsInstance's metadata (managementPolicy Manage): the finalizer
+# dcs.operator.dev/cleanup and the lifecycle annotations
+# dcs.operator.dev/create-attempt, instance-id and create-sent-at, each write
+# preconditioned on the resourceVersion it read. The operator never edits spec.
+- apiGroups: ["dcs.operator.dev"]
+  resources: ["dcsinstances"]
+  verbs: ["patch"]
 # Write status, by server-side apply (a PATCH); never the spec.
 - apiGroups: ["dcs.operator.dev"]
   resources: ["dcsinstances/status"]
   verbs: ["patch"]
 # Secrets: read credentials and password Secrets a DcsInstance names, watch the
 # connection Secrets it owns, create them (POST) and update them (merge PATCH; no
-# "update" needed). RBAC cannot scope by label or name here, so watching Secrets
-# means being able to read EVERY Secret in scope: with watchNamespaces empty that is
-# every Secret in the cluster. Set watchNamespaces for a namespaced install.
+# "update" needed). The same patch adds and removes the finalizer
+# dcs.operator.dev/in-use on a credentials Secret that a deletionPolicy: Delete
+# DcsInstance names, so deleting the namespace cannot remove the credentials before
+# the instance is cleaned up. RBAC cannot scope by label or name here, so watching
+# Secrets means being able to read EVERY Secret in scope: with watchNamespaces empty
+# that is every Secret in the cluster. Set watchNamespaces for a namespaced install.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
