@@ -196,7 +196,10 @@ const IMMUTABLE_ONCE_CREATED: &str = concat!(
 /// Under Manage the instance's location is fixed once it exists: another region,
 /// endpoint or project would be another instance.
 const LOCATION_FIXED_ONCE_CREATED: &str = concat!(
-    "!has(oldSelf.status) || !has(oldSelf.status.instanceId) || !has(self.spec.managementPolicy) || self.spec.managementPolicy != 'Manage' || (",
+    "!has(oldSelf.status) || !has(oldSelf.status.instanceId)",
+    // Manage before or after the update: leaving Manage in the same update that
+    // moves the instance would let the next update adopt it elsewhere.
+    " || ((!has(self.spec.managementPolicy) || self.spec.managementPolicy != 'Manage') && (!has(oldSelf.spec.managementPolicy) || oldSelf.spec.managementPolicy != 'Manage')) || (",
     "(has(self.spec.region) ? self.spec.region : '') == (has(oldSelf.spec.region) ? oldSelf.spec.region : '')",
     " && (has(self.spec.endpoint) ? self.spec.endpoint : '') == (has(oldSelf.spec.endpoint) ? oldSelf.spec.endpoint : '')",
     " && (has(self.spec.projectId) ? self.spec.projectId : '') == (has(oldSelf.spec.projectId) ? oldSelf.spec.projectId : ''))"
