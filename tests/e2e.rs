@@ -25,14 +25,23 @@
 //!    kubeconfig's (admin) identity;
 //! 4. starts the operator in demo mode (the DCS simulator in-process, with its own
 //!    instance file written to the temp directory) watching only that namespace,
-//!    with a 10s default poll interval;
+//!    with a 10s default poll interval, and allowed to create and delete instances
+//!    there with the simulator's keys (`--default-credentials-manage-namespaces`);
 //! 5. applies DcsInstances and checks their status, conditions, connection Secrets,
 //!    printer columns (the server-side Table), a CREATING -> RUNNING transition, an
 //!    IP change made in the simulator, and that nothing is rewritten while nothing
 //!    changes (resourceVersions stay put over three poll intervals);
-//! 6. cleans up whatever happens: stops the operator and the simulator, deletes the
-//!    namespace (and with it the DcsInstances, Secrets, ServiceAccount and Roles), the
-//!    ClusterRole and ClusterRoleBinding it created, and the temp file.
+//! 6. the managed path (docs/managing.md): a `Manage` DcsInstance with
+//!    `deletionPolicy: Delete` is created in the simulator exactly once (annotations,
+//!    cleanup finalizer, ownership tag, status.instanceId), goes CREATING -> RUNNING
+//!    with its password in the connection Secret; deleting it deletes the instance
+//!    (the simulator answers 404) before the DcsInstance goes;
+//! 7. cleans up whatever happens: deletes the DcsInstances while the operator still
+//!    runs (so its finalizers do their work), stops the operator and the simulator,
+//!    removes the operator's finalizers from whatever is left (an operator that
+//!    stopped early would otherwise strand them and the namespace), then deletes the
+//!    namespace (and with it the Secrets, ServiceAccount and Roles), the ClusterRole
+//!    and ClusterRoleBinding it created, and the temp file.
 //!
 //! Set RUST_LOG (e.g. `RUST_LOG=dcs_operator=debug`) to see the operator's logs.
 //!
@@ -50,7 +59,7 @@ use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use serde::Deserialize as _;
@@ -63,7 +72,12 @@ use dcs_operator::cli::{Cli, Command};
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller;
 use dcs_operator::crd::{Condition, DcsInstance, GROUP, VERSION};
-use dcs_operator::dcs::sim::SimHandle;
+use dcs_operator::dcs::sim::{SimConfig, SimHandle, WriteConfig};
+use dcs_operator::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
+use dcs_operator::lifecycle::{
+    CLEANUP_FINALIZER, CREATE_ATTEMPT_ANNOTATION, IN_USE_FINALIZER, INSTANCE_ID_ANNOTATION,
+    OWNER_TAG_KEY,
+};
 use dcs_operator::run::{build, check_api_served};
 
 const FIELD_MANAGER: &str = "dcs-operator-e2e";
@@ -148,6 +162,19 @@ instances:
     available_zones: [d539378ec1314c85b76fefa3f7071458]
     created_at: "2023-11-20T02:00:10.500Z"
 "#;
+
+/// The managed path: a DcsInstance the operator creates and deletes.
+const MANAGED: &str = "managed";
+const MANAGED_PASSWORD_SECRET: &str = "managed-password";
+/// Passes the simulator's password rules (8 to 32 characters, three classes) and
+/// needs no percent-encoding in the connection Secret's uri.
+const MANAGED_PASSWORD: &str = "E2ePassw0rd2024";
+/// The simulator's CREATING -> RUNNING delay while the managed path runs: long
+/// enough to see CREATING in status on a slow cluster.
+const MANAGED_CREATE_DELAY: Duration = Duration::from_secs(30);
+/// How long cleanup waits for the operator to delete the DcsInstances (and their
+/// managed instances) before it stops the operator.
+const CLEANUP_DELETE_WAIT: Duration = Duration::from_secs(90);
 
 /// What each Ready instance must end up looking like.
 struct Expected {
@@ -251,6 +278,11 @@ struct Env {
 
 impl Env {
     async fn cleanup(&mut self) {
+        // DcsInstances first, while the operator runs: a `Delete` one holds the
+        // cleanup finalizer until the operator has deleted its instance.
+        if self.controller.is_some() {
+            self.delete_dcs_instances().await;
+        }
         step("cleanup: stopping the operator and the simulator");
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -267,6 +299,9 @@ impl Env {
             simulator.shutdown().await;
         }
         let _ = std::fs::remove_file(&self.instances_file);
+        // With the operator gone nobody removes its finalizers: without this the
+        // DcsInstances (and the namespace) would wait forever.
+        self.release_finalizers().await;
 
         // Namespaced RBAC goes with the namespace; the cluster-scoped part does not.
         for (kind, name) in std::mem::take(&mut self.cluster_rbac) {
@@ -310,6 +345,103 @@ impl Env {
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => eprintln!("e2e: cannot delete namespace {}: {error}", self.namespace),
+        }
+    }
+}
+
+impl Env {
+    /// Deletes every DcsInstance of the namespace and waits (a while) until they are
+    /// gone: the operator deletes the managed instances and releases the objects.
+    async fn delete_dcs_instances(&self) {
+        step("cleanup: deleting the DcsInstances while the operator still runs");
+        let instances: Api<DcsInstance> = Api::namespaced(self.client.clone(), &self.namespace);
+        if let Err(error) = instances
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+        {
+            eprintln!("e2e: cannot delete the DcsInstances: {error}");
+            return;
+        }
+        let deadline = Instant::now() + CLEANUP_DELETE_WAIT;
+        loop {
+            match instances.list_metadata(&ListParams::default()).await {
+                Ok(list) if list.items.is_empty() => return,
+                Ok(list) if Instant::now() >= deadline => {
+                    let left: Vec<String> = list.items.iter().map(|o| o.name_any()).collect();
+                    eprintln!(
+                        "e2e: DcsInstances still there after {CLEANUP_DELETE_WAIT:?}: {left:?}; their finalizers are removed below"
+                    );
+                    return;
+                }
+                Err(error) if Instant::now() >= deadline => {
+                    eprintln!("e2e: cannot list the DcsInstances: {error}");
+                    return;
+                }
+                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    /// Removes the operator's finalizers (DcsInstances: cleanup; Secrets: in-use)
+    /// from whatever still carries them. Runs after the operator stopped. The
+    /// simulator's instances go with it; on a real cloud this would orphan them,
+    /// which is why the DcsInstances are deleted first.
+    async fn release_finalizers(&self) {
+        let instances: Api<DcsInstance> = Api::namespaced(self.client.clone(), &self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let held = |finalizers: &[String], ours: &str| finalizers.iter().any(|f| f == ours);
+        let without = |finalizers: &[String], ours: &str| -> Vec<String> {
+            finalizers.iter().filter(|f| *f != ours).cloned().collect()
+        };
+        match instances.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                for object in list.items {
+                    let finalizers = object.finalizers();
+                    if !held(finalizers, CLEANUP_FINALIZER) {
+                        continue;
+                    }
+                    let name = object.name_any();
+                    step(&format!(
+                        "cleanup: removing {CLEANUP_FINALIZER} from DcsInstance {name}"
+                    ));
+                    let patch = json!({"metadata": {
+                        "finalizers": without(finalizers, CLEANUP_FINALIZER),
+                        "resourceVersion": object.resource_version(),
+                    }});
+                    if let Err(error) = instances
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        eprintln!("e2e: cannot release DcsInstance {name}: {error}");
+                    }
+                }
+            }
+            Err(error) => eprintln!("e2e: cannot list the DcsInstances: {error}"),
+        }
+        match secrets.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                for object in list.items {
+                    let finalizers = object.finalizers();
+                    if !held(finalizers, IN_USE_FINALIZER) {
+                        continue;
+                    }
+                    let name = object.name_any();
+                    step(&format!(
+                        "cleanup: removing {IN_USE_FINALIZER} from Secret {name}"
+                    ));
+                    let patch = json!({"metadata": {
+                        "finalizers": without(finalizers, IN_USE_FINALIZER),
+                        "resourceVersion": object.resource_version(),
+                    }});
+                    if let Err(error) = secrets
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
+                        eprintln!("e2e: cannot release Secret {name}: {error}");
+                    }
+                }
+            }
+            Err(error) => eprintln!("e2e: cannot list the Secrets: {error}"),
         }
     }
 }
@@ -498,6 +630,10 @@ async fn scenario(env: &mut Env) {
         poll.as_str(),
         "--simulator",
         instances_file.as_str(),
+        // The simulator's keys are the operator's default credentials in demo mode:
+        // creating and deleting with them needs this grant (docs/managing.md).
+        "--default-credentials-manage-namespaces",
+        ns.as_str(),
     ]);
     let Command::Run(args) = cli.command else {
         panic!("not the run command")
@@ -603,7 +739,308 @@ async fn scenario(env: &mut Env) {
             .await
             .unwrap_or_else(|error| panic!("{} after the quiet period: {error}", expected.name));
     }
+
+    managed_path(env).await;
     step("all checks passed");
+}
+
+/// The managed path: create in the simulator exactly once, CREATING -> RUNNING with
+/// the connection Secret, then delete: the instance goes (404) before the object.
+async fn managed_path(env: &mut Env) {
+    let client = env.client.clone();
+    let ns = env.namespace.clone();
+    let instances: Api<DcsInstance> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let simulator = env.simulator.as_ref().expect("simulator");
+    let sim = simulator.shared_state();
+    sim.set_write_config(WriteConfig {
+        create_delay: MANAGED_CREATE_DELAY,
+        ..sim.write_config()
+    });
+    let before = sim.counters();
+
+    step("managed: a password Secret and a Manage DcsInstance with deletionPolicy Delete");
+    let password_secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": MANAGED_PASSWORD_SECRET},
+        "type": "Opaque",
+        "stringData": {"password": MANAGED_PASSWORD},
+    });
+    secrets
+        .patch(
+            MANAGED_PASSWORD_SECRET,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&password_secret),
+        )
+        .await
+        .expect("cannot apply the password Secret");
+    let manifest = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "DcsInstance",
+        "metadata": {"name": MANAGED},
+        "spec": {
+            "managementPolicy": "Manage",
+            "deletionPolicy": "Delete",
+            "projectId": PROJECT,
+            "passwordSecretRef": {"name": MANAGED_PASSWORD_SECRET, "key": "password"},
+            "instance": {
+                "engine": "Redis",
+                "engineVersion": "6.0",
+                "capacity": "2Gi",
+                "specCode": "redis.ha.xu1.large.r2.2",
+                "availabilityZones": ["cn-north-4a", "cn-north-4b"],
+                "vpcId": "27d99e17-42f2-4751-818f-5c8c6c03ff15",
+                "subnetId": "ec2f34b9-20eb-4872-85bd-bea9fc943128",
+                "tags": [{"key": "suite", "value": "e2e"}],
+            },
+        },
+    });
+    instances
+        .patch(
+            MANAGED,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot apply DcsInstance {MANAGED}: {error}"));
+
+    step("managed: the create is recorded (annotations, cleanup finalizer, status.instanceId)");
+    eventually(
+        "the managed instance's id to be recorded (the operator's ServiceAccount needs `patch` on dcsinstances; the complaint quotes Synced)",
+        Duration::from_secs(60),
+        || check_recorded(&instances),
+    )
+    .await;
+    let object = instances
+        .get(MANAGED)
+        .await
+        .expect("the managed DcsInstance");
+    let uid = object.metadata.uid.clone().expect("a uid");
+    let id = object
+        .status
+        .as_ref()
+        .and_then(|s| s.instance_id.clone())
+        .expect("status.instanceId");
+
+    step("managed: the simulator holds one instance, with the ownership tag and the default name");
+    let fields = sim
+        .instance(PROJECT, &id)
+        .unwrap_or_else(|| panic!("the simulator does not know the recorded id {id}"));
+    assert_eq!(
+        fields.get("name").and_then(Value::as_str),
+        Some(format!("{ns}-{MANAGED}").as_str()),
+        "the default instance name is <namespace>-<name>: {fields:?}"
+    );
+    for (key, value) in [(OWNER_TAG_KEY, uid.as_str()), ("suite", "e2e")] {
+        assert!(
+            has_tag(&fields, key, value),
+            "the instance lacks the tag {key}={value}: {fields:?}"
+        );
+    }
+    let owned: Vec<_> = sim
+        .project_instances(PROJECT)
+        .into_iter()
+        .filter(|instance| has_tag(instance, OWNER_TAG_KEY, &uid))
+        .collect();
+    assert_eq!(owned.len(), 1, "instances tagged with this uid: {owned:?}");
+
+    step("managed: CREATING in status (Ready=False, Creating)");
+    eventually(
+        "the managed instance to report CREATING",
+        MANAGED_CREATE_DELAY - Duration::from_secs(5),
+        || {
+            let instances = instances.clone();
+            async move {
+                let object = instances.get(MANAGED).await.map_err(|e| e.to_string())?;
+                let status = object.status.clone().unwrap_or_default();
+                expect_eq("status.status", status.status.as_deref(), Some("CREATING"))?;
+                let ready = condition(&object, "Ready")?;
+                expect_eq("Ready.status", ready.status.as_str(), "False")?;
+                expect_eq("Ready.reason", ready.reason.as_str(), "Creating")
+            }
+        },
+    )
+    .await;
+
+    step("managed: RUNNING, Ready, and the connection Secret with the password");
+    eventually(
+        "the managed instance to be Ready with its Secret",
+        MANAGED_CREATE_DELAY + POLL_INTERVAL * 3,
+        || check_managed_ready(&instances, &secrets, &id),
+    )
+    .await;
+    let after = sim.counters();
+    assert_eq!(
+        after.requests_for("create") - before.requests_for("create"),
+        1,
+        "exactly one CreateInstance request"
+    );
+    assert_eq!(
+        after.applied_for("create") - before.applied_for("create"),
+        1,
+        "exactly one instance created"
+    );
+
+    step("managed: deleting the DcsInstance deletes the instance first");
+    instances
+        .delete(MANAGED, &DeleteParams::default())
+        .await
+        .expect("cannot delete the managed DcsInstance");
+    eventually(
+        "the managed DcsInstance to be gone",
+        Duration::from_secs(120),
+        || {
+            let instances = instances.clone();
+            async move {
+                match instances
+                    .get_opt(MANAGED)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    None => Ok(()),
+                    Some(object) => Err(format!(
+                        "still there (finalizers {:?}); conditions: {:?}",
+                        object.metadata.finalizers,
+                        object.status.map(|s| s.conditions)
+                    )),
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        sim.instance(PROJECT, &id).is_none(),
+        "the DcsInstance is gone but the simulator still has the instance {id}"
+    );
+    // As DCS says it: ShowInstance answers 404 DCS.3022.
+    let dcs = DcsClient::new(ClientConfig::default(), Arc::new(SystemClock)).expect("a DCS client");
+    let keys = Credentials::access_key(
+        SimConfig::DEFAULT_ACCESS_KEY,
+        SecretString::new(SimConfig::DEFAULT_SECRET_KEY),
+        None,
+    );
+    match dcs
+        .show_instance(&simulator.endpoint(), &keys, PROJECT, &id)
+        .await
+    {
+        Err(error) if error.is_instance_not_found() => {}
+        other => {
+            panic!("ShowInstance of the deleted instance: expected 404 DCS.3022, got {other:?}")
+        }
+    }
+    let after = sim.counters();
+    assert_eq!(
+        after.applied_for("delete") - before.applied_for("delete"),
+        1,
+        "exactly one DELETE applied"
+    );
+    assert_eq!(
+        after.requests_for("create") - before.requests_for("create"),
+        1,
+        "no create after the first"
+    );
+    sim.set_write_config(WriteConfig::default());
+}
+
+/// The managed object's create is recorded: `create-attempt` says this uid's
+/// attempt was created, `instance-id` and status.instanceId agree, and the cleanup
+/// finalizer is held (deletionPolicy Delete).
+async fn check_recorded(instances: &Api<DcsInstance>) -> Result<(), String> {
+    let object = instances.get(MANAGED).await.map_err(|e| e.to_string())?;
+    let why = || {
+        condition(&object, "Synced")
+            .map(|c| format!(" (Synced: {} {}: {})", c.status, c.reason, c.message))
+            .unwrap_or_default()
+    };
+    let uid = object.metadata.uid.clone().unwrap_or_default();
+    let annotations = object.annotations();
+    let attempt = annotations
+        .get(CREATE_ATTEMPT_ANNOTATION)
+        .ok_or_else(|| format!("no {CREATE_ATTEMPT_ANNOTATION} yet{}", why()))?;
+    // `<uid>/<n>/created`: n is 1 unless an attempt was superseded or throttled.
+    let created = attempt
+        .strip_prefix(&format!("{uid}/"))
+        .and_then(|rest| rest.strip_suffix("/created"))
+        .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1));
+    if !created {
+        return Err(format!(
+            "{CREATE_ATTEMPT_ANNOTATION} is {attempt:?}{}",
+            why()
+        ));
+    }
+    let recorded = annotations.get(INSTANCE_ID_ANNOTATION).cloned();
+    let status_id = object.status.as_ref().and_then(|s| s.instance_id.clone());
+    expect_eq("status.instanceId", status_id.as_ref(), recorded.as_ref())?;
+    if recorded.is_none() {
+        return Err(format!("no {INSTANCE_ID_ANNOTATION} yet{}", why()));
+    }
+    if !object.finalizers().iter().any(|f| f == CLEANUP_FINALIZER) {
+        return Err(format!(
+            "no {CLEANUP_FINALIZER} finalizer: {:?}",
+            object.finalizers()
+        ));
+    }
+    Ok(())
+}
+
+/// The managed instance is RUNNING and Ready, and its connection Secret carries the
+/// address the simulator gave it and the password of the password Secret.
+async fn check_managed_ready(
+    instances: &Api<DcsInstance>,
+    secrets: &Api<Secret>,
+    id: &str,
+) -> Result<(), String> {
+    let object = instances.get(MANAGED).await.map_err(|e| e.to_string())?;
+    let status = object.status.clone().unwrap_or_default();
+    expect_eq("status.instanceId", status.instance_id.as_deref(), Some(id))?;
+    expect_eq("status.status", status.status.as_deref(), Some("RUNNING"))?;
+    expect_eq("status.capacity", status.capacity.as_deref(), Some("2Gi"))?;
+    expect_eq(
+        "status.engineVersion",
+        status.engine_version.as_deref(),
+        Some("6.0"),
+    )?;
+    let ready = condition(&object, "Ready")?;
+    expect_eq("Ready.status", ready.status.as_str(), "True")?;
+    expect_eq("Ready.reason", ready.reason.as_str(), "Running")?;
+    let synced = condition(&object, "Synced")?;
+    expect_eq("Synced.status", synced.status.as_str(), "True")?;
+    let host = status
+        .addresses
+        .as_ref()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| "no address in status yet".to_string())?;
+    let secret_name = format!("{MANAGED}-dcs");
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("Secret {secret_name} does not exist"))?;
+    for (key, value) in [
+        ("host", host.clone()),
+        ("port", "6379".to_string()),
+        ("password", MANAGED_PASSWORD.to_string()),
+        ("uri", format!("redis://:{MANAGED_PASSWORD}@{host}:6379")),
+    ] {
+        let found = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+        expect_eq(&format!("Secret data[{key}]"), found, Some(value))?;
+    }
+    Ok(())
+}
+
+/// Whether a simulator instance carries the tag `key=value`.
+fn has_tag(fields: &serde_json::Map<String, Value>, key: &str, value: &str) -> bool {
+    fields
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|tag| tag["key"] == key && tag["value"] == value)
 }
 
 /// The CEL rule `!(has(self.region) && has(self.endpoint))` is enforced by the API server.

@@ -173,7 +173,8 @@ impl Marks {
             }
         }
         if let Some(text) = get(CREATE_SENT_AT_ANNOTATION) {
-            // Unreadable: the window is taken as open (look up more, never less).
+            // Unreadable: the window counts as over. Lookups go on (every 5 min) and
+            // never a POST: only the user's retry-create starts a new attempt.
             marks.sent_at = (text.len() <= MAX_ANNOTATION_VALUE)
                 .then(|| DateTime::parse_from_rfc3339(text).ok())
                 .flatten()
@@ -268,8 +269,6 @@ pub enum Blocked {
     IdWithoutAttempt,
     /// `spec.instanceId` differs from the id the operator created.
     InstanceIdMismatch { recorded: String },
-    /// `spec.instanceId` was set while a create attempt is unresolved.
-    AttemptUnresolved,
     /// The last attempt was refused for this generation: the stored condition
     /// says why; a spec change or retry-create starts the next.
     Refused,
@@ -339,11 +338,15 @@ pub fn decide(view: &View<'_>) -> Decision {
             Some(_) => Decision::Observe {
                 instance_id: id.to_string(),
             },
-            None if view.unresolved_sent().is_some() => {
-                Decision::Blocked(Blocked::AttemptUnresolved)
-            }
-            None => Decision::Adopt {
-                instance_id: id.to_string(),
+            // A create may still appear: resolve it first (then the recorded id and
+            // the spec's are compared); once the window is over, adopt.
+            None => match view.unresolved_sent() {
+                Some(attempt) if !view.lookup_window_over => Decision::Resolve {
+                    attempt: attempt.clone(),
+                },
+                _ => Decision::Adopt {
+                    instance_id: id.to_string(),
+                },
             },
         };
     }

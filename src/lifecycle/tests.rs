@@ -226,10 +226,24 @@ fn adoption_and_instance_id_mismatches() {
     ));
     v.spec_instance_id = Some(ID);
     assert!(matches!(decide(&v), Decision::Observe { .. }));
+    // instanceId set while a create is unresolved: resolved first, adopted after the
+    // window (never stuck).
     let sent = marks(attempt(UID, 1, Phase::Sent), None);
     let mut v = view(&sent);
     v.spec_instance_id = Some(ID);
-    assert_eq!(decide(&v), Decision::Blocked(Blocked::AttemptUnresolved));
+    assert_eq!(
+        decide(&v),
+        Decision::Resolve {
+            attempt: Attempt::new(UID, 1, Phase::Sent)
+        }
+    );
+    v.lookup_window_over = true;
+    assert_eq!(
+        decide(&v),
+        Decision::Adopt {
+            instance_id: ID.into()
+        }
+    );
 }
 
 #[test]

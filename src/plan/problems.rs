@@ -162,7 +162,7 @@ impl LifecycleProblem {
                 format!("{detail}; nothing is written or created")
             }
             LifecycleProblem::InstanceIdMismatch { recorded } => format!(
-                "spec.instanceId differs from the instance this DcsInstance created ({recorded}); set spec.instanceId to {recorded}, nothing is written meanwhile"
+                "spec.instanceId differs from the instance this DcsInstance created ({recorded}); nothing is written. spec.instanceId cannot change once set: delete this DcsInstance with deletionPolicy Orphan and create one with spec.instanceId {recorded}"
             ),
             LifecycleProblem::ManageNotAllowed { detail } => detail.clone(),
             LifecycleProblem::AnnotationInvalid { name } => format!(

@@ -1,7 +1,9 @@
 //! Keeps the documentation honest: every relative link in README.md and docs/*.md
 //! resolves (file and, for Markdown targets, heading anchor), every long flag of
-//! `dcs-operator run` is documented in docs/configuration.md, and the README stays
-//! short.
+//! `dcs-operator run` is documented in docs/configuration.md, the README stays
+//! short, and examples/managed-dcsinstance.yaml is what docs/managing.md says: a
+//! DcsInstance the API server admits (schema and CEL rules, offline) whose create
+//! the demo simulator accepts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -293,4 +295,268 @@ fn the_checks_themselves_work() {
 
     assert!(mentions_flag("`--namespace NS`", "namespace"));
     assert!(!mentions_flag("`--namespace-concurrency N`", "namespace"));
+}
+
+/// The documents of an example manifest.
+fn example_documents(name: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    let text = read(&root().join("examples").join(name));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde_json::Value::deserialize(document).expect(name))
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// The structural part of admission for the keywords the CRD uses: type, required,
+/// unknown fields, enum, pattern, lengths, item counts and ranges. A keyword this
+/// does not know fails the test rather than being skipped (the full validator, with
+/// the API server's wording, is tests/integration/admission.rs).
+fn structural_problems(
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    const KNOWN: &[&str] = &[
+        "type",
+        "properties",
+        "required",
+        "items",
+        "enum",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "nullable",
+        "default",
+        "format",
+        "description",
+        "title",
+        "x-kubernetes-validations",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+    ];
+    let mut problems = Vec::new();
+    for key in schema.as_object().into_iter().flat_map(|map| map.keys()) {
+        assert!(
+            KNOWN.contains(&key.as_str()),
+            "{path}: schema keyword {key} is not checked here"
+        );
+    }
+    if value.is_null() && schema["nullable"] == Value::Bool(true) {
+        return problems;
+    }
+    let type_ok = match schema["type"].as_str() {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("boolean") => value.is_boolean(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some(other) => panic!("{path}: type {other} is not checked here"),
+    };
+    if !type_ok {
+        problems.push(format!("{path}: not of type {}", schema["type"]));
+        return problems;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{path}: {value} is not one of {allowed:?}"));
+    }
+    match value {
+        Value::String(text) => {
+            let length = text.chars().count() as u64;
+            if schema["maxLength"].as_u64().is_some_and(|max| length > max)
+                || schema["minLength"].as_u64().is_some_and(|min| length < min)
+            {
+                problems.push(format!("{path}: length {length} out of bounds"));
+            }
+            if let Some(pattern) = schema["pattern"].as_str()
+                && !regex::Regex::new(pattern).unwrap().is_match(text)
+            {
+                problems.push(format!("{path}: {text:?} does not match {pattern}"));
+            }
+        }
+        Value::Number(number) => {
+            let number = number.as_f64().unwrap();
+            if schema["minimum"].as_f64().is_some_and(|min| number < min)
+                || schema["maximum"].as_f64().is_some_and(|max| number > max)
+            {
+                problems.push(format!("{path}: {number} out of range"));
+            }
+        }
+        Value::Array(items) => {
+            let count = items.len() as u64;
+            if schema["maxItems"].as_u64().is_some_and(|max| count > max)
+                || schema["minItems"].as_u64().is_some_and(|min| count < min)
+            {
+                problems.push(format!("{path}: {count} items out of bounds"));
+            }
+            for (index, item) in items.iter().enumerate() {
+                problems.extend(structural_problems(
+                    &schema["items"],
+                    item,
+                    &format!("{path}[{index}]"),
+                ));
+            }
+        }
+        Value::Object(map) => {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let key = required.as_str().unwrap();
+                if !map.contains_key(key) {
+                    problems.push(format!("{path}.{key}: required"));
+                }
+            }
+            for (key, child) in map {
+                // The API server checks apiVersion, kind and metadata itself.
+                if path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&key.as_str()) {
+                    continue;
+                }
+                match schema["properties"].get(key) {
+                    Some(child_schema) => problems.extend(structural_problems(
+                        child_schema,
+                        child,
+                        &format!("{path}.{key}"),
+                    )),
+                    None => problems.push(format!("{path}.{key}: unknown field")),
+                }
+            }
+        }
+        _ => {}
+    }
+    problems
+}
+
+#[test]
+fn the_managed_example_is_admitted_and_the_simulator_accepts_its_create() {
+    use dcs_operator::crd::{DcsInstance, DeletionPolicy, ManagementPolicy, crd_yaml};
+    use dcs_operator::lifecycle::{OWNER_TAG_KEY, naming::default_instance_name};
+    use serde_json::{Value, json};
+
+    let documents = example_documents("managed-dcsinstance.yaml");
+    let of_kind =
+        |kind: &str| -> Vec<&Value> { documents.iter().filter(|d| d["kind"] == kind).collect() };
+    let (secrets, objects) = (of_kind("Secret"), of_kind("DcsInstance"));
+    assert_eq!((secrets.len(), objects.len(), documents.len()), (1, 1, 2));
+    let manifest = objects[0];
+
+    // It reads as a DcsInstance, and nothing in it is dropped on the way (a
+    // misspelt field would be ignored by serde and pruned by the API server).
+    let object: DcsInstance = serde_json::from_value(manifest.clone()).expect("a DcsInstance");
+    assert_eq!(
+        &serde_json::to_value(&object).unwrap(),
+        manifest,
+        "examples/managed-dcsinstance.yaml does not round-trip through DcsInstance"
+    );
+
+    // Admission, offline: the structural schema, then the CEL rules (with defaults).
+    let crd: Value = serde_yaml::from_str(&crd_yaml().unwrap()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let problems = structural_problems(schema, manifest, "");
+    assert!(
+        problems.is_empty(),
+        "the schema refuses the example: {problems:?}"
+    );
+    let compiled = kube_cel::compile_schema(schema);
+    assert!(
+        !compiled.has_errors(),
+        "{:?}",
+        compiled.compilation_errors()
+    );
+    let cel = kube_cel::Validator::new();
+    if let Err(errors) = cel.validate_compiled(&compiled, manifest, None) {
+        panic!("a CEL rule refuses the example: {errors:?}");
+    }
+    // Once the instance exists, its zones are fixed; before, they may be fixed.
+    let mut created = manifest.clone();
+    created["status"] = json!({"instanceId": "5e6f7a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"});
+    let mut moved = created.clone();
+    moved["spec"]["instance"]["availabilityZones"] = json!(["cn-north-4c"]);
+    assert!(
+        cel.validate_compiled(&compiled, &moved, Some(&created))
+            .is_err(),
+        "changing the zones of a created instance must be refused"
+    );
+    let mut unmoved = manifest.clone();
+    unmoved["spec"]["instance"]["availabilityZones"] = json!(["cn-north-4c"]);
+    if let Err(errors) = cel.validate_compiled(&compiled, &unmoved, Some(manifest)) {
+        panic!("zones must stay editable before the instance exists: {errors:?}");
+    }
+
+    // What docs/managing.md's demo relies on.
+    let spec = &object.spec;
+    assert_eq!(spec.management_policy, ManagementPolicy::Manage);
+    assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+    assert!(
+        spec.instance_id.is_none(),
+        "the example creates its instance"
+    );
+    assert!(
+        spec.region.is_none() && spec.endpoint.is_none() && spec.credentials_secret_ref.is_none(),
+        "demo mode: the simulator is the default endpoint, with its own keys"
+    );
+    let sim = dcs_operator::dcs::sim::load_instances(&root().join("examples/sim-instances.yaml"))
+        .expect("examples/sim-instances.yaml");
+    assert_eq!(
+        spec.project_id.as_deref(),
+        Some(sim[0].project_id.as_str()),
+        "the project of examples/sim-instances.yaml"
+    );
+    let reference = spec
+        .password_secret_ref
+        .as_ref()
+        .expect("passwordSecretRef");
+    let secret = secrets[0];
+    assert_eq!(secret["metadata"]["name"], reference.name.as_str());
+    let password = secret["stringData"][reference.key.as_str()]
+        .as_str()
+        .expect("the password Secret holds the key passwordSecretRef names");
+
+    // The create the operator would send, as the simulator validates it: the default
+    // name, the user's tags plus the ownership tag, no bss_param (pay-per-use).
+    let desired = spec.instance.as_ref().expect("spec.instance");
+    let name = default_instance_name("default", object.metadata.name.as_deref().unwrap());
+    assert_eq!(
+        name, "default-managed-cache",
+        "as the example's comment says"
+    );
+    let mut tags: Vec<Value> = desired
+        .tags
+        .iter()
+        .map(|t| json!({"key": t.key, "value": t.value}))
+        .collect();
+    tags.push(json!({"key": OWNER_TAG_KEY, "value": "0c3a9b1e-8f7d-4c2b-a1e0-5d6f7a8b9c0d"}));
+    let window = desired.maintenance_window.as_ref();
+    let body = json!({
+        "name": name,
+        "engine": desired.engine.as_str(),
+        "engine_version": desired.engine_version,
+        "capacity": desired.capacity.gigabytes(),
+        "spec_code": desired.spec_code,
+        "az_codes": desired.availability_zones,
+        "vpc_id": desired.vpc_id,
+        "subnet_id": desired.subnet_id,
+        "password": password,
+        "tags": tags,
+        "description": desired.description,
+        "maintain_begin": window.map(|w| w.begin.as_str()),
+        "maintain_end": window.map(|w| w.end.as_str()),
+    });
+    let body = body.as_object().unwrap().clone();
+    if let Err(refusal) = dcs_operator::dcs::sim::validate::create(&body) {
+        panic!("the simulator refuses the example's create: {refusal}");
+    }
+
+    // The demo command in the docs grants managing in the example's namespace.
+    let managing = read(&root().join("docs/managing.md"));
+    assert!(
+        managing.contains("--default-credentials-manage-namespaces default")
+            && managing.contains("examples/managed-dcsinstance.yaml"),
+        "docs/managing.md's demo must run the example with the manage grant"
+    );
 }

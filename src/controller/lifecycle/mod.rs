@@ -202,10 +202,6 @@ fn blocked_problem(blocked: &Blocked, obj: Option<&DcsInstance>) -> Problem {
         Blocked::InstanceIdMismatch { recorded } => LifecycleProblem::InstanceIdMismatch {
             recorded: recorded.clone(),
         },
-        Blocked::AttemptUnresolved => LifecycleProblem::Kept {
-            reason: reasons::CREATE_PENDING,
-            message: "spec.instanceId was set while a create attempt is unresolved; remove it until the attempt is resolved".into(),
-        },
         Blocked::Refused => kept_refusal(obj),
         Blocked::CreateUnresolved => LifecycleProblem::CreateUnresolved { uid },
     })
