@@ -489,6 +489,10 @@ pub struct DcsInstanceStatus {
     /// servicebinding.io: the Secret to project into workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
+    /// What the operator last wrote to a managed instance (Manage only), so each
+    /// change is written once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedStatus>,
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -497,6 +501,63 @@ pub struct DcsInstanceStatus {
     #[schemars(length(max = 8))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The operator's record of its in-place writes to a managed instance.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedStatus {
+    /// The tags the operator set (besides the ownership tag): only these are ever
+    /// changed or removed; tags set by others are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 19))]
+    pub tags: Vec<AppliedTag>,
+    /// A salted SHA-256 prefix of the password last set (never the password): the
+    /// password Secret's value is reset only when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub password_digest: Option<String>,
+    /// The last write of each kind (resize, modify, port, tags, password).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["operation"]))]
+    pub operations: Vec<OperationRecord>,
+}
+
+/// A tag the operator set.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct AppliedTag {
+    #[schemars(length(max = 36))]
+    pub key: String,
+    #[serde(default)]
+    #[schemars(length(max = 43))]
+    pub value: String,
+}
+
+/// One in-place write: for which desired value, when, and what DCS said.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationRecord {
+    /// resize, modify, port, tags or password.
+    #[schemars(length(max = 16))]
+    pub operation: String,
+    /// A digest of the desired values written: the same values are never written
+    /// twice (a refusal is asked again at most every 30 minutes).
+    #[schemars(length(max = 32))]
+    pub desired: String,
+    /// Accepted or Refused.
+    #[schemars(length(max = 16))]
+    pub result: String,
+    /// When (RFC 3339, whole seconds).
+    #[schemars(length(max = 32))]
+    pub at: String,
+    /// DCS's code and message, for a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub message: Option<String>,
 }
 
 /// servicebinding.io provisioned-service reference.

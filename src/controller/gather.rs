@@ -71,6 +71,8 @@ pub struct Gathered {
     pub poll_interval: Duration,
     /// The managed instance's id, for status.instanceId (set by the lifecycle).
     pub managed_instance_id: Option<String>,
+    /// status.managed, as converging leaves it.
+    pub managed: Option<crate::crd::ManagedStatus>,
 }
 
 impl Gathered {
@@ -98,6 +100,7 @@ impl Gathered {
             poll_interval: self.poll_interval,
             batched,
             managed_instance_id: self.managed_instance_id.as_deref(),
+            managed: self.managed.as_ref(),
             now,
         }
     }
@@ -197,6 +200,7 @@ pub async fn gather(
             .map(|r| r.poll_interval)
             .unwrap_or(shared.defaults.poll_interval),
         managed_instance_id: None,
+        managed: None,
     })))
 }
 

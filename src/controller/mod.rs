@@ -219,15 +219,40 @@ async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
     };
     gathered.managed_instance_id = driven.managed_id;
     note_immutable_changes(&obj, &mut gathered);
+    let converged = converge_managed(&ctx, &obj, &mut gathered, driven.managed_init).await?;
     let input = gathered.plan_input(&obj, shared.batching, shared.clock.now());
-    let planned = plan::plan(&input);
+    let mut planned = plan::plan(&input);
+    if converged.hold_secret {
+        // The password Secret holds a value DCS does not have yet: applications
+        // keep the one that works.
+        planned.secret = None;
+    }
     apply::apply(&ctx, &obj, &gathered, &planned).await?;
-    // The sooner of the plan's next look and the lifecycle's.
-    let after = match (planned.requeue_after, driven.requeue) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    // The soonest of the plan's next look, the lifecycle's and converging's.
+    let after = [planned.requeue_after, driven.requeue, converged.requeue]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// In-place changes of a managed instance (none for Observe): at most one write,
+/// its record and condition handed to the plan.
+async fn converge_managed(
+    ctx: &Context,
+    obj: &DcsInstance,
+    gathered: &mut gather::Gathered,
+    initial: Option<crate::crd::ManagedStatus>,
+) -> Result<lifecycle::converge::Converged> {
+    if obj.spec.management_policy != crate::crd::ManagementPolicy::Manage
+        || !gathered.problems.is_empty()
+    {
+        return Ok(lifecycle::converge::Converged::default());
+    }
+    let converged = lifecycle::converge::converge(ctx, obj, gathered, initial).await?;
+    gathered.problems.extend(converged.problems.iter().cloned());
+    gathered.managed = converged.managed.clone();
+    Ok(converged)
 }
 
 /// A managed instance whose spec asks for what DCS cannot change in place (the

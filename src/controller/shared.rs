@@ -69,6 +69,10 @@ pub struct Shared {
     /// uid -> when this process last sent a DELETE for that object's instance: a
     /// delete in progress is waited for, not sent again every requeue.
     pub(super) deletes_sent: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// uid -> (no new create attempt before, failures in a row): a claim whose
+    /// lookup failed, or a throttled create, is not claimed again at once (the
+    /// claim patch itself wakes the object up again).
+    pub(super) claim_waits: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, u32)>>,
 }
 
 /// The managed lifecycle's settings (`--default-credentials-manage-namespaces`,
@@ -194,6 +198,7 @@ impl SharedBuilder {
             concurrency: self.concurrency,
             lifecycle: self.lifecycle,
             deletes_sent: Mutex::default(),
+            claim_waits: Mutex::default(),
         }
     }
 }
@@ -291,6 +296,35 @@ impl Shared {
         receiver
     }
 
+    /// How long a new create attempt for `uid` must still wait, if at all.
+    pub(super) fn claim_wait(&self, uid: &str) -> Option<std::time::Duration> {
+        let now = self.clock.now();
+        let waits = self.claim_waits.lock().unwrap_or_else(|p| p.into_inner());
+        let (not_before, _) = waits.get(uid)?;
+        (*not_before - now).to_std().ok().filter(|d| !d.is_zero())
+    }
+
+    /// After a claim that could not go on: wait `at_least`, or a backoff doubling
+    /// from 15 s to 5 minutes with the failures in a row.
+    pub(super) fn claim_failed(&self, uid: &str, at_least: Option<std::time::Duration>) {
+        let now = self.clock.now();
+        let mut waits = self.claim_waits.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = waits.get(uid).map_or(0, |(_, n)| *n).saturating_add(1);
+        let backoff = std::time::Duration::from_secs(15)
+            .saturating_mul(1 << failures.saturating_sub(1).min(5))
+            .min(std::time::Duration::from_secs(300));
+        let wait = at_least.map_or(backoff, |least| least.max(backoff));
+        waits.insert(uid.to_string(), (crate::clock::later(now, wait), failures));
+    }
+
+    /// A claim went through (or the object needs none): no wait.
+    pub(super) fn claim_cleared(&self, uid: &str) {
+        self.claim_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
     /// True once per new value of the `dcs.operator.dev/reconcile-requested-at` annotation.
     pub(super) fn refresh_requested(&self, obj: &DcsInstance, uid: &str) -> bool {
         let Some(value) = obj.annotations().get(REFRESH_ANNOTATION) else {
@@ -348,6 +382,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|uid, _| uids.contains(uid));
+        self.claim_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
         self.credentials.retain(&referenced);
         self.passwords.retain(&referenced);
         self.budget.prune(self.clock.now());
@@ -383,6 +421,13 @@ impl Shared {
             (
                 "deletes_sent",
                 self.deletes_sent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            (
+                "claim_waits",
+                self.claim_waits
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .len(),

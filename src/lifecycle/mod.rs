@@ -9,6 +9,7 @@
 //! then the id), each with the previous resourceVersion as precondition, so two
 //! replicas, a crash or a restore can never both send a create.
 
+pub mod converge;
 pub mod naming;
 
 use std::fmt;
@@ -435,12 +436,16 @@ fn decide_deletion(view: &View<'_>) -> Decision {
             resolve_first: view.unresolved_sent().cloned(),
         };
     }
-    if let Some(foreign) = foreign {
-        return Decision::Blocked(Blocked::OwnershipMismatch {
-            recorded_uid: foreign.uid.clone(),
-        });
+    if foreign.is_some() {
+        // A copy, or a restore not reclaimed: nothing here is this object's to
+        // delete, and nothing may hold its deletion up.
+        return Decision::Release {
+            resolve_first: None,
+        };
     }
-    if let Some(id) = view.spec_instance_id.or(marks.recorded_id.as_deref()) {
+    // The id this object created comes first: a spec id that contradicts it was
+    // never tagged for this object.
+    if let Some(id) = marks.recorded_id.as_deref().or(view.spec_instance_id) {
         return Decision::DeleteInstance {
             instance_id: id.to_string(),
         };

@@ -322,11 +322,23 @@ fn deletion_with_delete_deletes_only_what_it_can_name() {
     let mut over = deleting(&sent, DeletionPolicy::Delete);
     over.lookup_window_over = true;
     assert!(matches!(decide(&over), Decision::Release { .. }));
+    // A copy deletes nothing and is never held up.
     let copied = marks(attempt(OTHER, 1, Phase::Created), Some(ID));
-    assert!(matches!(
+    assert_eq!(
         decide(&deleting(&copied, DeletionPolicy::Delete)),
-        Decision::Blocked(Blocked::OwnershipMismatch { .. })
-    ));
+        Decision::Release {
+            resolve_first: None
+        }
+    );
+    // The recorded id wins over a contradicting spec id.
+    let mut both = deleting(&created, DeletionPolicy::Delete);
+    both.spec_instance_id = Some(ID2);
+    assert_eq!(
+        decide(&both),
+        Decision::DeleteInstance {
+            instance_id: ID.into()
+        }
+    );
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct PlanInput<'a> {
     pub batched: bool,
     /// The managed instance's id, for status.instanceId (Manage only).
     pub managed_instance_id: Option<&'a str>,
+    /// The record of in-place writes, for status.managed (None keeps the stored one).
+    pub managed: Option<&'a crate::crd::ManagedStatus>,
     pub now: DateTime<Utc>,
 }
 
@@ -92,6 +94,7 @@ impl std::fmt::Debug for PlanInput<'_> {
             .field("poll_interval", &self.poll_interval)
             .field("batched", &self.batched)
             .field("managed_instance_id", &self.managed_instance_id)
+            .field("managed", &self.managed)
             .field("now", &self.now)
             .finish()
     }
@@ -226,6 +229,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     status.conditions = conditions_for(input, &found, ready, synced, failure);
     status.observed_generation = input.generation;
     status.instance_id = input.managed_instance_id.map(str::to_string);
+    status.managed = input
+        .managed
+        .cloned()
+        .or_else(|| input.current.and_then(|c| c.managed.clone()))
+        .filter(|_| status.instance_id.is_some());
     // Whatever DCS sent, status fits the CRD: a write the API server refuses would
     // be retried forever.
     clip_to_schema(&mut status);
@@ -282,7 +290,13 @@ fn synced_draft(
     let immutable = input
         .problems
         .iter()
-        .find(|p| matches!(p, Problem::ImmutableFieldChanged { .. }));
+        .find(|p| matches!(p, Problem::ImmutableFieldChanged { .. }))
+        .or_else(|| {
+            input
+                .problems
+                .iter()
+                .find(|p| matches!(p, Problem::NotSynced { .. }))
+        });
     if let Some(problem) = immutable.filter(|_| success.is_some()) {
         return ConditionDraft::new(false, problem.reason(), problem.message());
     }

@@ -153,7 +153,7 @@ impl LifecycleProblem {
                 "the create was sent but no instance tagged {OWNER_TAG_KEY}={uid} appeared within the lookup window; check the DCS console, then set the annotation {RETRY_CREATE_ANNOTATION} to create again (or adopt an instance with spec.instanceId)"
             ),
             LifecycleProblem::Refused { detail } => format!(
-                "DCS refused the request: {detail}; fix the spec (or the credentials) and the operator tries once more, or set the annotation {RETRY_CREATE_ANNOTATION}"
+                "DCS refused the request: {detail}; fix the spec and the operator tries once more (after fixing the credentials instead, set the annotation {RETRY_CREATE_ANNOTATION})"
             ),
             LifecycleProblem::NameInUse { name } => format!(
                 "a DCS instance named {name} exists and is not owned by this DcsInstance; set spec.instance.name to another name, or adopt it with spec.instanceId"
@@ -162,7 +162,8 @@ impl LifecycleProblem {
                 format!("{detail}; nothing is written or created")
             }
             LifecycleProblem::InstanceIdMismatch { recorded } => format!(
-                "spec.instanceId differs from the instance this DcsInstance created ({recorded}); nothing is written. spec.instanceId cannot change once set: delete this DcsInstance with deletionPolicy Orphan and create one with spec.instanceId {recorded}"
+                "spec.instanceId differs from the instance this DcsInstance created ({recorded}); nothing is written. spec.instanceId cannot change once set: delete this DcsInstance with deletionPolicy Orphan, then create one with spec.instanceId {recorded} and the annotation {} set to this object's uid",
+                crate::lifecycle::RECLAIM_FROM_ANNOTATION
             ),
             LifecycleProblem::ManageNotAllowed { detail } => detail.clone(),
             LifecycleProblem::AnnotationInvalid { name } => format!(
@@ -236,6 +237,12 @@ pub enum Problem {
     /// spec.instance asks for a change DCS cannot make in place (the CRD's rule
     /// should have refused it): said in Synced, nothing is written for it.
     ImmutableFieldChanged { fields: Vec<&'static str> },
+    /// The instance is observed, but the in-place changes are not done (Busy,
+    /// NotConverged, RequestRefused): said in Synced; Ready follows the instance.
+    NotSynced {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl Problem {
@@ -252,6 +259,7 @@ impl Problem {
             Problem::SecretTypeMismatch { .. } => reasons::SECRET_TYPE_MISMATCH,
             Problem::Lifecycle(problem) => problem.reason(),
             Problem::ImmutableFieldChanged { .. } => reasons::IMMUTABLE_FIELD_CHANGED,
+            Problem::NotSynced { reason, .. } => reason,
         }
     }
 
@@ -268,6 +276,7 @@ impl Problem {
                 "the connection Secret has type {have}, not {want}; Kubernetes cannot change a Secret's type: delete the Secret and the operator recreates it"
             ),
             Problem::Lifecycle(problem) => problem.message(),
+            Problem::NotSynced { message, .. } => message.clone(),
             Problem::ImmutableFieldChanged { fields } => format!(
                 "spec.instance.{} differs from the instance, and DCS cannot change it in place; set it back (a different value needs a new DcsInstance)",
                 fields.join(", spec.instance.")

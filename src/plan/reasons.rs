@@ -45,6 +45,10 @@ pub const CLEANUP_BLOCKED: &str = "CleanupBlocked";
 pub const DELETING: &str = "Deleting";
 pub const REPLACING: &str = "Replacing";
 pub const IMMUTABLE_FIELD_CHANGED: &str = "ImmutableFieldChanged";
+/// In-place changes (issue #13): DCS is busy; a write was accepted and DCS still
+/// differs.
+pub const BUSY: &str = "Busy";
+pub const NOT_CONVERGED: &str = "NotConverged";
 
 /// Observation failures the plan compares (the full set is `DcsError::reason`).
 pub const UNAUTHORIZED: &str = "Unauthorized";

@@ -109,6 +109,7 @@ impl Case {
             poll_interval: Duration::from_secs(60),
             batched: self.batched,
             managed_instance_id: None,
+            managed: None,
             now: self.now,
         })
     }
@@ -761,6 +762,7 @@ fn debug_never_shows_the_password_or_secret_data() {
         poll_interval: Duration::from_secs(60),
         batched: false,
         managed_instance_id: None,
+        managed: None,
         now: now(),
     };
     let planned = plan(&input);
@@ -793,6 +795,7 @@ fn a_secret_type_mismatch_is_a_note_on_ready() {
         poll_interval: Duration::from_secs(60),
         batched: false,
         managed_instance_id: None,
+        managed: None,
         now: now(),
     };
     let planned = plan(&input);

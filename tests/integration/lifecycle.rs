@@ -655,14 +655,17 @@ async fn an_object_copied_with_its_annotations_is_an_ownership_mismatch() {
     );
     assert_eq!(w.creates(), 1);
     assert_eq!(w.sim.state().counters().applied_for("tags_action"), 0);
-    // Deleting the copy deletes nothing.
+    let copy = w.obj("copy").unwrap();
+    assert!(
+        copy.metadata.finalizers.unwrap_or_default().is_empty(),
+        "a copy owns nothing and holds nothing up"
+    );
+    // Deleting the copy deletes nothing and is not held up.
     w.delete("copy").await;
     w.run("copy", 3, 11).await;
+    assert!(w.obj("copy").is_none());
     assert_eq!(w.deletes(), 0);
-    assert_eq!(
-        w.reason("copy", "Synced").as_deref(),
-        Some("CleanupBlocked")
-    );
+    assert_eq!(w.instances().len(), 1);
 }
 
 #[tokio::test]
@@ -840,4 +843,375 @@ async fn an_immutable_change_that_slips_through_is_reported_and_never_written() 
     assert_eq!(w.creates(), 1);
     assert_eq!(w.sim.state().counters().applied_for("update"), 0);
     assert_eq!(w.sim.state().counters().applied_for("resize"), 0);
+}
+
+impl World {
+    /// Reconciles back to back without moving the clock, as the watch does after
+    /// the operator's own writes (each patch wakes the object up again).
+    async fn burst(&self, name: &str, times: usize) {
+        for _ in 0..times {
+            if !self.step(name).await {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_create_is_not_sent_again_before_its_wait() {
+    let w = new_world().await;
+    w.sim.state().inject_fault(
+        Fault::times(
+            FaultKind::Status {
+                status: 429,
+                error_code: "APIGW.0308".into(),
+                error_msg: "throttled".into(),
+                retry_after: Some(600),
+            },
+            1,
+        )
+        .on_route("create"),
+    );
+    w.api
+        .insert(managed("cache", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.burst("cache", 6).await;
+    assert_eq!(w.create_requests(), 1, "one POST, then the wait");
+    w.clock.advance(TimeDelta::seconds(601));
+    w.burst("cache", 3).await;
+    assert_eq!(w.create_requests(), 2);
+    assert_eq!(w.creates(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_lookup_does_not_claim_on_every_wake_up() {
+    let w = new_world().await;
+    w.sim.state().inject_fault(
+        Fault::always(FaultKind::Status {
+            status: 403,
+            error_code: "DCS.0403".into(),
+            error_msg: "no permission to list".into(),
+            retry_after: None,
+        })
+        .on_route("list_v2"),
+    );
+    w.api
+        .insert(managed("cache", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.burst("cache", 6).await;
+    assert_eq!(w.attempt_history().len(), 1, "{:?}", w.attempt_history());
+    assert_eq!(w.create_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_delete_is_not_sent_again_on_every_wake_up() {
+    let w = new_world().await;
+    w.api
+        .insert(managed("cache", UID, DeletionPolicy::Delete, &w.sim.base_url()));
+    w.run("cache", 3, 11).await;
+    w.sim.state().inject_fault(
+        Fault::always(FaultKind::Status {
+            status: 400,
+            error_code: "DCS.4933".into(),
+            error_msg: "not allowed".into(),
+            retry_after: None,
+        })
+        .on_route("delete"),
+    );
+    w.delete("cache").await;
+    w.burst("cache", 6).await;
+    assert_eq!(w.sim.state().counters().requests_for("delete"), 1);
+    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("CleanupBlocked"));
+    // The way out still works.
+    w.edit("cache", json!({"spec": {"deletionPolicy": "Orphan"}}))
+        .await;
+    w.burst("cache", 2).await;
+    assert!(w.obj("cache").is_none());
+}
+
+#[tokio::test]
+async fn leaving_delete_lets_the_credentials_secret_go() {
+    let w = new_world().await;
+    w.api
+        .insert(managed("cache", UID, DeletionPolicy::Delete, &w.sim.base_url()));
+    w.run("cache", 3, 11).await;
+    let held = w.api.get_secret(NS, "creds").unwrap().metadata.finalizers;
+    assert_eq!(held.as_deref(), Some(&[IN_USE_FINALIZER.to_string()][..]));
+    w.edit("cache", json!({"spec": {"deletionPolicy": "Orphan"}}))
+        .await;
+    w.run("cache", 2, 11).await;
+    let finalizers = w.obj("cache").unwrap().metadata.finalizers;
+    assert!(finalizers.unwrap_or_default().is_empty());
+    let creds = w.api.get_secret(NS, "creds").unwrap();
+    assert!(creds.metadata.finalizers.unwrap_or_default().is_empty());
+    // Nothing holds the namespace up any more.
+    w.api.delete_namespace(NS);
+    assert!(w.api.get_secret(NS, "creds").is_none());
+}
+
+#[tokio::test]
+async fn an_instance_left_by_a_deleted_object_is_adopted_with_reclaim_from() {
+    let w = new_world().await;
+    w.api
+        .insert(managed("old", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.run("old", 2, 11).await;
+    let id = w.annotation("old", INSTANCE_ID_ANNOTATION).unwrap();
+    w.delete("old").await;
+    let new_uid = "4a1b2c3d-0000-4000-8000-0000000000bb";
+    let mut adopter = managed("new", new_uid, DeletionPolicy::Orphan, &w.sim.base_url());
+    adopter.spec.instance_id = Some(id.clone());
+    w.api.insert(adopter);
+    w.run("new", 2, 61).await;
+    assert_eq!(w.reason("new", "Synced").as_deref(), Some("OwnershipMismatch"));
+    w.edit(
+        "new",
+        json!({"metadata": {"annotations": {RECLAIM_FROM_ANNOTATION: UID}}}),
+    )
+    .await;
+    w.run("new", 2, 61).await;
+    let tags = w.instances()[0]["tags"].clone();
+    let owner = json!({"key": OWNER_TAG_KEY, "value": new_uid});
+    assert!(tags.as_array().unwrap().contains(&owner));
+    assert!(w.annotation("new", RECLAIM_FROM_ANNOTATION).is_none());
+    assert_eq!(w.obj("new").unwrap().status.unwrap().instance_id, Some(id));
+}
+
+// ---- Issue #13: converging a managed instance in place, one write per difference.
+
+/// A managed instance created and RUNNING, with the requests cleared.
+async fn running(name: &str) -> World {
+    let w = new_world().await;
+    w.api
+        .insert(managed(name, UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.run(name, 3, 11).await;
+    assert_eq!(w.reason(name, "Ready").as_deref(), Some("Running"));
+    w.api.clear_requests();
+    w
+}
+
+impl World {
+    fn applied(&self, route: &str) -> u64 {
+        self.sim.state().counters().applied_for(route)
+    }
+
+    fn instance(&self) -> serde_json::Map<String, Value> {
+        self.instances().into_iter().next().expect("one instance")
+    }
+
+    fn status_field(&self, name: &str, field: &str) -> Value {
+        let obj = self.obj(name).unwrap();
+        serde_json::to_value(obj.status.unwrap()).unwrap()[field].clone()
+    }
+
+    /// Writes to the connection Secret (PATCH or POST), from the recorded requests.
+    fn secret_writes(&self, name: &str) -> usize {
+        self.api
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET" && r.path.contains(&format!("secrets/{name}-dcs")))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_resize_is_one_call_then_extending_then_running_then_quiet() {
+    let w = running("cache").await;
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu1.large.r2.4"}}}),
+    )
+    .await;
+    w.step("cache").await;
+    assert_eq!(w.applied("resize"), 1);
+    w.clock.advance(TimeDelta::seconds(5));
+    w.step("cache").await;
+    assert_eq!(w.status_field("cache", "status"), json!("EXTENDING"));
+    w.run("cache", 6, 11).await;
+    assert_eq!(w.status_field("cache", "status"), json!("RUNNING"));
+    assert_eq!(w.status_field("cache", "capacity"), json!("4Gi"));
+    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("Observed"));
+    assert_eq!(w.applied("resize"), 1);
+    // Unchanged from here on: no DCS write, no Kubernetes write.
+    w.api.clear_requests();
+    w.run("cache", 5, 61).await;
+    assert_eq!(w.applied("resize"), 1);
+    assert_eq!(w.api.writes(), 0, "{:?}", w.api.requests());
+}
+
+#[tokio::test]
+async fn modify_and_port_are_one_call_each() {
+    let w = running("cache").await;
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"description": "orders", "port": 6380}}}),
+    )
+    .await;
+    w.run("cache", 8, 11).await;
+    assert_eq!(w.applied("update"), 2, "one modify, one port change");
+    assert_eq!(w.instance()["description"], json!("orders"));
+    assert_eq!(w.instance()["port"], json!(6380));
+    w.run("cache", 4, 61).await;
+    assert_eq!(w.applied("update"), 2);
+}
+
+#[tokio::test]
+async fn tags_change_only_what_the_operator_set() {
+    let w = running("cache").await;
+    // Someone else's tag, set in the console.
+    let id = w.instance()["instance_id"].as_str().unwrap().to_string();
+    let mut fields = w.instance();
+    let mut tags = fields["tags"].as_array().unwrap().clone();
+    tags.push(json!({"key": "billing", "value": "team-a"}));
+    fields.insert("tags".into(), Value::Array(tags));
+    w.sim.state().upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"tags": [{"key": "team", "value": "a"}]}}}),
+    )
+    .await;
+    w.run("cache", 4, 11).await;
+    let tags = w.sim.state().instance(PROJECT, &id).unwrap()["tags"].clone();
+    let tags = tags.as_array().unwrap();
+    assert!(tags.contains(&json!({"key": "team", "value": "a"})));
+    assert!(tags.contains(&json!({"key": "billing", "value": "team-a"})), "foreign tag kept");
+    assert!(tags.contains(&json!({"key": OWNER_TAG_KEY, "value": UID})), "owner tag kept");
+    assert!(!tags.iter().any(|t| t["key"] == "env"), "the operator's old tag removed");
+    let after = w.applied("tags_action");
+    assert!(after <= 2, "a delete and a create at most: {after}");
+    w.run("cache", 4, 61).await;
+    assert_eq!(w.applied("tags_action"), after);
+}
+
+#[tokio::test]
+async fn a_refused_resize_is_one_call_until_the_spec_changes() {
+    let w = running("cache").await;
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu9.huge.4"}}}),
+    )
+    .await;
+    w.run("cache", 8, 61).await;
+    assert_eq!(w.sim.state().counters().requests_for("resize"), 1);
+    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("RequestRefused"));
+    assert_eq!(w.reason("cache", "Ready").as_deref(), Some("Running"));
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"specCode": "redis.ha.xu1.large.r2.4"}}}),
+    )
+    .await;
+    w.run("cache", 2, 11).await;
+    assert_eq!(w.sim.state().counters().requests_for("resize"), 2);
+    assert_eq!(w.applied("resize"), 1);
+}
+
+#[tokio::test]
+async fn a_resize_whose_result_differs_is_not_converged_and_not_sent_again() {
+    let w = running("cache").await;
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu1.large.r2.4"}}}),
+    )
+    .await;
+    w.run("cache", 8, 11).await;
+    assert_eq!(w.applied("resize"), 1);
+    // DCS ends up at another size than asked (rolled back, changed elsewhere).
+    let mut fields = w.instance();
+    fields.insert("capacity".into(), json!(2));
+    fields.insert("spec_code".into(), json!("redis.ha.xu1.large.r2.2"));
+    fields.insert("resource_spec_code".into(), json!("redis.ha.xu1.large.r2.2"));
+    w.sim.state().upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
+    w.run("cache", 6, 61).await;
+    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("NotConverged"));
+    assert_eq!(w.sim.state().counters().requests_for("resize"), 1);
+}
+
+#[tokio::test]
+async fn a_busy_refusal_waits_then_one_call() {
+    let w = running("cache").await;
+    w.sim.state().inject_fault(
+        Fault::times(
+            FaultKind::Status {
+                status: 400,
+                error_code: "DCS.4113".into(),
+                error_msg: "The instance is being scaled.".into(),
+                retry_after: None,
+            },
+            1,
+        )
+        .on_route("resize"),
+    );
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu1.large.r2.4"}}}),
+    )
+    .await;
+    w.step("cache").await;
+    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("Busy"));
+    assert_eq!(w.applied("resize"), 0);
+    w.run("cache", 8, 16).await;
+    assert_eq!(w.sim.state().counters().requests_for("resize"), 2);
+    assert_eq!(w.applied("resize"), 1);
+}
+
+#[tokio::test]
+async fn password_rotation_is_one_reset_and_one_secret_patch() {
+    let w = running("cache").await;
+    let api: kube::Api<Secret> = kube::Api::namespaced(w.client.clone(), NS);
+    // A metadata-only edit of the password Secret: nothing.
+    api.patch(
+        "pw",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    w.run("cache", 3, 61).await;
+    assert_eq!(w.applied("reset_password"), 0);
+    assert_eq!(w.secret_writes("cache"), 0);
+    // A new value: one reset, then the connection Secret patched once.
+    api.patch(
+        "pw",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}})),
+    )
+    .await
+    .unwrap();
+    w.run("cache", 4, 61).await;
+    assert_eq!(w.applied("reset_password"), 1);
+    assert_eq!(w.secret_writes("cache"), 1);
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(data["password"].0, b"New-Passw0rd");
+    let status = serde_json::to_string(&w.obj("cache").unwrap().status).unwrap();
+    assert!(!status.contains("New-Passw0rd") && !status.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn an_adopted_instance_is_never_reset() {
+    let w = new_world().await;
+    let (free_id, uid) = (
+        "5e6f7a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5c",
+        "4a1b2c3d-0000-4000-8000-0000000000ae",
+    );
+    let mut fields = serde_json::Map::new();
+    for (key, value) in [
+        ("instance_id", json!(free_id)),
+        ("name", json!(format!("{NS}-own"))),
+        ("engine", json!("Redis")),
+        ("engine_version", json!("6.0")),
+        ("capacity", json!(2)),
+        ("spec_code", json!("redis.ha.xu1.large.r2.2")),
+        ("resource_spec_code", json!("redis.ha.xu1.large.r2.2")),
+        ("status", json!("RUNNING")),
+        ("ip", json!("10.0.0.9")),
+        ("port", json!(6379)),
+    ] {
+        fields.insert(key.into(), value);
+    }
+    w.sim
+        .state()
+        .upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
+    let mut own = managed("own", uid, DeletionPolicy::Orphan, &w.sim.base_url());
+    own.spec.instance_id = Some(free_id.into());
+    w.api.insert(own);
+    w.run("own", 4, 61).await;
+    assert_eq!(w.applied("reset_password"), 0);
+    assert_eq!(w.reason("own", "Ready").as_deref(), Some("Running"));
 }

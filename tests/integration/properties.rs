@@ -216,6 +216,7 @@ proptest! {
                 poll_interval: poll,
                 batched,
                 managed_instance_id: None,
+                managed: None,
                 now,
             });
             let status = serde_json::to_value(&planned.status).unwrap().to_string();

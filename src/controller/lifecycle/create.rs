@@ -29,6 +29,8 @@ struct Prepared {
     namespace: String,
     access: Access,
     body: CreateInstanceBody,
+    /// The user's tags in the body, as status.managed records them.
+    tags_set: Vec<crate::crd::AppliedTag>,
 }
 
 /// A new attempt: claim it, look up, mark it sent, POST once, record the id.
@@ -55,20 +57,22 @@ pub(super) async fn claim_and_create(
     info!(attempt = %attempt, "create attempt claimed");
     let name = prepared.body.name.clone();
     let (namespace, access) = (&prepared.namespace, &prepared.access);
-    match find_one(ctx, namespace, access, &InstanceFilter::owner(&attempt.uid)).await {
-        Err(interrupted) => return Ok(interrupted.into_driven(obj, "looking up the instance")),
+    let uid = attempt.uid.as_str();
+    match find_one(ctx, namespace, access, &InstanceFilter::owner(uid)).await {
+        Err(interrupted) => {
+            // The claim stays; it is not superseded before the backoff is over.
+            ctx.shared.claim_failed(uid, None);
+            return Ok(interrupted.into_driven(obj, "looking up the instance"));
+        }
         Ok(Some(found)) => return record(ctx, obj, &attempt, found).await,
         Ok(None) => {}
     }
-    match find_one(
-        ctx,
-        namespace,
-        access,
-        &InstanceFilter::ExactName(name.clone()),
-    )
-    .await
-    {
-        Err(interrupted) => return Ok(interrupted.into_driven(obj, "looking up the name")),
+    let by_name = InstanceFilter::ExactName(name.clone());
+    match find_one(ctx, namespace, access, &by_name).await {
+        Err(interrupted) => {
+            ctx.shared.claim_failed(uid, None);
+            return Ok(interrupted.into_driven(obj, "looking up the name"));
+        }
         Ok(Some(found)) if found.has_tag(OWNER_TAG_KEY, &attempt.uid) => {
             return record(ctx, obj, &attempt, found).await;
         }
@@ -132,8 +136,20 @@ async fn send(
         Ok(answer) => {
             let id = answer.value.instance_id;
             let note = format!("created DCS instance {id} ({})", prepared.body.name);
-            let driven = record_id(ctx, obj, &attempt, id).await?;
+            let mut driven = record_id(ctx, obj, &attempt, id).await?;
             event(ctx, &driven.obj, reasons::INSTANCE_CREATED, note, false).await;
+            // What the create set, so converging starts from it (no tag write, no
+            // password reset right after a create).
+            let uid = attempt.uid.as_str();
+            driven.managed_init = Some(crate::crd::ManagedStatus {
+                tags: prepared.tags_set,
+                password_digest: prepared
+                    .body
+                    .password
+                    .as_ref()
+                    .map(|p| crate::lifecycle::converge::password_digest(uid, p.expose())),
+                operations: Vec::new(),
+            });
             Ok(driven)
         }
         Err(error) => create_failed(ctx, obj, &attempt, error).await,
@@ -152,7 +168,7 @@ async fn create_failed(
     match error_outcome(&error) {
         WriteOutcome::Refused => {
             let problem = LifecycleProblem::Refused {
-                detail: error.to_string(),
+                detail: crate::plan::error_message(&error),
             };
             refuse(ctx, obj, attempt, problem).await
         }
@@ -171,6 +187,9 @@ async fn create_failed(
                 DcsError::Throttled { retry_after, .. } => retry_after.unwrap_or(LOOKUP_REQUEUE),
                 _ => REFUSAL_BACKSTOP,
             };
+            // The patch back to claimed wakes the object at once: it must not claim
+            // and POST again before the throttle's wait.
+            ctx.shared.claim_failed(&attempt.uid, Some(wait));
             Ok(Interrupted::Failed(error).into_driven(obj, "creating the instance")).map(|driven| {
                 Driven {
                     requeue: Some(wait),
@@ -227,6 +246,7 @@ async fn record_id(
         ..MetaChange::default()
     };
     let obj = marks::patch(ctx, &obj, recorded).await?;
+    ctx.shared.claim_cleared(&attempt.uid);
     info!(instance_id = id, "instance id recorded");
     Ok(Driven::observe(obj, id, true))
 }
@@ -343,6 +363,7 @@ async fn prepare(
         namespace,
         access,
         body,
+        tags_set: crate::lifecycle::converge::applied_tags(desired),
     }))
 }
 
@@ -443,16 +464,31 @@ pub(super) async fn adopt(
         let problem = LifecycleProblem::ManageNotAllowed { detail };
         return Ok(Driven::problem(obj, Problem::Lifecycle(problem), None));
     }
-    match claim_tag(ctx, &namespace, &access, &instance_id, &uid, None).await {
+    // The tag of a deleted DcsInstance may be taken over with reclaim-from.
+    let reclaim = crate::lifecycle::Marks::of(&obj).reclaim_from;
+    let replacing = match &reclaim {
+        Some(from) if !uid_alive(ctx, from).await? => Some(from.as_str()),
+        _ => None,
+    };
+    match claim_tag(ctx, &namespace, &access, &instance_id, &uid, replacing).await {
         Err(interrupted) => Ok(interrupted.into_driven(obj, "claiming the instance")),
         Ok(TagClaim::Held(holder)) => {
             let detail = format!(
-                "the instance {instance_id} carries the ownership tag of another DcsInstance (uid {holder}); it cannot be adopted"
+                "the instance {instance_id} carries the ownership tag of another DcsInstance (uid {holder}); it cannot be adopted. If that DcsInstance was deleted (or this is it, restored), set the annotation {RECLAIM_FROM_ANNOTATION} to {holder}"
             );
             let problem = LifecycleProblem::OwnershipMismatch { detail };
             Ok(Driven::problem(obj, Problem::Lifecycle(problem), None))
         }
         Ok(TagClaim::Ours { written }) => {
+            let obj = if reclaim.is_some() {
+                let change = MetaChange {
+                    annotations: vec![(RECLAIM_FROM_ANNOTATION, None)],
+                    ..MetaChange::default()
+                };
+                marks::patch(ctx, &obj, change).await?
+            } else {
+                obj
+            };
             if written {
                 let note = format!("adopted DCS instance {instance_id}");
                 event(ctx, &obj, reasons::INSTANCE_ADOPTED, note, false).await;
@@ -460,6 +496,19 @@ pub(super) async fn adopt(
             Ok(Driven::observe(obj, instance_id, true))
         }
     }
+}
+
+/// Whether any DcsInstance (in any namespace) has this uid (metadata only).
+async fn uid_alive(ctx: &Context, uid: &str) -> Result<bool> {
+    let all: Api<DcsInstance> = Api::all(ctx.shared.client.clone());
+    let listed = all
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|source| Error::ListInstances { source })?;
+    Ok(listed
+        .items
+        .iter()
+        .any(|other| other.metadata.uid.as_deref() == Some(uid)))
 }
 
 /// What the ownership tag says after [`claim_tag`].
@@ -535,15 +584,7 @@ pub(super) async fn reclaim(
 ) -> Result<Driven> {
     let namespace = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
-    let all: Api<DcsInstance> = Api::all(ctx.shared.client.clone());
-    let alive = all
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(|source| Error::ListInstances { source })?
-        .items
-        .iter()
-        .any(|other| other.metadata.uid.as_deref() == Some(from_uid.as_str()));
-    if alive {
+    if uid_alive(ctx, &from_uid).await? {
         let detail = format!(
             "{RECLAIM_FROM_ANNOTATION}: a DcsInstance with uid {from_uid} still exists; only the instance of a deleted object can be reclaimed"
         );

@@ -173,7 +173,7 @@ async fn send_delete(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&uid)
-        .is_some_and(|sent| crate::clock::later(*sent, DELETE_RESEND_AFTER) > now);
+        .is_some_and(|not_before| *not_before > now);
     let pending = format!("deleting the instance {instance_id}; waiting for DCS to remove it");
     if recently {
         return Ok(waiting(obj, pending, replacing));
@@ -201,19 +201,66 @@ async fn send_delete(
         }
         Err(Interrupted::Failed(error)) if is_busy(&error) => Ok(waiting(
             obj,
-            format!("DCS cannot delete the instance {instance_id} now ({error}); trying again"),
+            format!(
+                "DCS cannot delete the instance {instance_id} now ({}); trying again",
+                crate::plan::error_message(&error)
+            ),
             replacing,
         )),
+        Err(Interrupted::Failed(error)) if outcome == WriteOutcome::Refused => {
+            // Refused: not asked again for half an hour (never a loop of DELETEs).
+            not_before(shared, uid, REFUSAL_BACKSTOP);
+            if replacing {
+                return replacement_refused(ctx, obj, instance_id, &error).await;
+            }
+            Ok(blocked_or_wait(obj, Interrupted::Failed(error), "deleting the instance"))
+        }
         Err(interrupted) => Ok(blocked_or_wait(obj, interrupted, "deleting the instance")),
         Ok(()) => {
-            shared
-                .deletes_sent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(uid, now);
+            not_before(shared, uid, DELETE_RESEND_AFTER);
             Ok(waiting(obj, pending, replacing))
         }
     }
+}
+
+/// No DELETE for this object's instance from this process for `wait`.
+fn not_before(shared: &crate::controller::Shared, uid: String, wait: Duration) {
+    let until = crate::clock::later(shared.clock.now(), wait);
+    shared
+        .deletes_sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uid, until);
+}
+
+/// retry-create could not delete the CREATEFAILED instance: the replacement ends
+/// (retry-create removed, the attempt refused) and the condition says what to do.
+async fn replacement_refused(
+    ctx: &Context,
+    obj: Arc<DcsInstance>,
+    instance_id: &str,
+    error: &crate::dcs::DcsError,
+) -> Result<Driven> {
+    let attempt = crate::lifecycle::Marks::of(&obj)
+        .attempt
+        .map(|a| a.at(crate::lifecycle::Phase::Created).to_string());
+    let change = MetaChange {
+        annotations: vec![
+            (crate::lifecycle::RETRY_CREATE_ANNOTATION, None),
+            (crate::lifecycle::CREATE_ATTEMPT_ANNOTATION, attempt),
+        ],
+        ..MetaChange::default()
+    };
+    let obj = marks::patch(ctx, &obj, change).await?;
+    let problem = LifecycleProblem::Kept {
+        reason: reasons::REQUEST_REFUSED,
+        message: format!(
+            "retry-create: DCS refused to delete the failed instance {instance_id}: {}; delete it in the DCS console, then set the annotation {} again",
+            crate::plan::error_message(error),
+            crate::lifecycle::RETRY_CREATE_ANNOTATION,
+        ),
+    };
+    Ok(Driven::lifecycle(obj, problem, REFUSAL_BACKSTOP))
 }
 
 /// The instance is gone (404): release the object, or (retry-create) forget the
@@ -287,14 +334,17 @@ fn blocked_or_wait(obj: Arc<DcsInstance>, interrupted: Interrupted, step: &str) 
         Interrupted::Failed(error) if error.is_transient() => Driven::lifecycle(
             obj,
             LifecycleProblem::Deleting {
-                detail: format!("{step} failed, trying again: {error}"),
+                detail: format!(
+                    "{step} failed, trying again: {}",
+                    crate::plan::error_message(&error)
+                ),
             },
             LOOKUP_REQUEUE,
         ),
         Interrupted::Failed(error) => Driven::lifecycle(
             obj,
             LifecycleProblem::CleanupBlocked {
-                detail: format!("{step} failed: {error}"),
+                detail: format!("{step} failed: {}", crate::plan::error_message(&error)),
             },
             Duration::from_secs(300),
         ),

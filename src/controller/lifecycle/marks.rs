@@ -106,8 +106,38 @@ pub async fn keep_finalizers(ctx: &Context, driven: Driven) -> Result<Driven> {
     };
     if holds_credentials(&obj) {
         hold_credentials(ctx, &obj).await?;
+    } else if credentials_held(ctx, &obj).await? {
+        // No longer Delete (or no longer Manage): the Secret is let go unless
+        // another Delete object in the namespace still needs it.
+        release_credentials(ctx, &obj).await?;
     }
     Ok(Driven { obj, ..driven })
+}
+
+/// Whether the object's credentials Secret carries the in-use finalizer (from the
+/// metadata cache when there is one, else one metadata GET).
+async fn credentials_held(ctx: &Context, obj: &DcsInstance) -> Result<bool> {
+    let (Some(namespace), Some(reference)) =
+        (obj.namespace(), obj.spec.credentials_secret_ref.as_ref())
+    else {
+        return Ok(false);
+    };
+    let held = |meta: &kube::core::PartialObjectMeta<Secret>| {
+        meta.finalizers().iter().any(|f| f == IN_USE_FINALIZER)
+    };
+    if let Some(store) = ctx.secret_metadata.as_ref() {
+        let key = kube::runtime::reflector::ObjectRef::new(&reference.name).within(&namespace);
+        return Ok(store.get(&key).is_some_and(|meta| held(&meta)));
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+    let found = api
+        .get_metadata_opt(&reference.name)
+        .await
+        .map_err(|source| Error::ReadCredentials {
+            name: reference.name.clone(),
+            source,
+        })?;
+    Ok(found.is_some_and(|meta| held(&meta)))
 }
 
 /// Whether this object needs its credentials Secret to outlive it.

@@ -8,6 +8,7 @@
 //! - [`create`]: claim → lookup → sent → POST → id; adoption and reclaim;
 //! - [`delete`]: deletable state → ownership → DELETE → 404 → release.
 
+pub mod converge;
 mod create;
 mod delete;
 pub mod marks;
@@ -52,6 +53,8 @@ pub struct Driven {
     /// Nothing more to do (the object was released, or is not ours to touch):
     /// no status write.
     pub finished: bool,
+    /// The record of what a create just set (its tags, its password).
+    pub managed_init: Option<crate::crd::ManagedStatus>,
 }
 
 impl Driven {
@@ -63,6 +66,7 @@ impl Driven {
             problems: Vec::new(),
             requeue: None,
             finished: false,
+            managed_init: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl Driven {
             problems: vec![problem],
             requeue,
             finished: false,
+            managed_init: None,
         }
     }
 
@@ -90,6 +95,7 @@ impl Driven {
             problems: Vec::new(),
             requeue: None,
             finished: true,
+            managed_init: None,
         }
     }
 }
@@ -118,8 +124,18 @@ pub async fn drive(ctx: &Context, obj: Arc<DcsInstance>) -> Result<Driven> {
         view.crd_deleting = marks::crd_is_deleting(shared).await;
     }
     let decision = decide(&view);
+    // An object whose marks belong to another uid (a copy, a restore) owns
+    // nothing: it gets no finalizer and holds no Secret.
+    let foreign = matches!(
+        decision,
+        Decision::Blocked(
+            Blocked::OwnershipMismatch { .. }
+                | Blocked::IdWithoutAttempt
+                | Blocked::MalformedAnnotation(_)
+        )
+    );
     let driven = carry_out(ctx, obj.clone(), &view, decision).await?;
-    if driven.finished || view.deleting {
+    if driven.finished || view.deleting || foreign {
         return Ok(driven);
     }
     marks::keep_finalizers(ctx, driven).await
@@ -152,7 +168,15 @@ async fn carry_out(
             };
             Driven::problem(obj, problem, requeue)
         }
-        Decision::Claim { attempt } => create::claim_and_create(ctx, obj, attempt).await?,
+        Decision::Claim { attempt } => match ctx.shared.claim_wait(view.uid) {
+            // The last claim could not go on (a failed lookup, a throttled create):
+            // no new claim, no status write, until its wait is over.
+            Some(wait) => Driven {
+                requeue: Some(wait),
+                ..Driven::finished(obj)
+            },
+            None => create::claim_and_create(ctx, obj, attempt).await?,
+        },
         Decision::Resolve { attempt } => create::resolve(ctx, obj, attempt, view).await?,
         Decision::Adopt { instance_id } => create::adopt(ctx, obj, instance_id).await?,
         Decision::Reclaim {
@@ -278,10 +302,12 @@ impl Interrupted {
             },
             Interrupted::Failed(error) => {
                 warn!(reason = error.reason(), "{step} failed: {error}");
+                // No request id in the message: a status that changes with every
+                // failure would wake the object up again at once.
                 let problem = LifecycleProblem::Dcs {
                     step,
                     reason: error.reason(),
-                    message: error.to_string(),
+                    message: crate::plan::error_message(&error),
                 };
                 Driven::lifecycle(obj, problem, LOOKUP_REQUEUE)
             }
