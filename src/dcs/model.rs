@@ -19,7 +19,8 @@ use super::bounded;
 /// names the flavour `resource_spec_code`. v2 list items carry `ip`, `port`,
 /// `status`, `capacity`, `capacity_minor`, `max_memory`, `used_memory`,
 /// `engine`, `engine_version`, `spec_code`, `domain_name`, `az_codes` and more,
-/// but no `error_code` and no `available_zones`.
+/// but no `error_code` and no `available_zones`. Either may carry `task` (the
+/// background task running, undocumented in the SDK models).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Instance {
@@ -73,6 +74,16 @@ pub struct Instance {
         deserialize_with = "bounded::s64"
     )]
     pub sub_status: Option<String>,
+    /// The background task running on the instance (`UpdatePort`, `EXTEND`, …; the
+    /// OTC show page's "current task", absent from the SDK models). Any value that
+    /// is not null means busy, as Terraform reads it: a string is cut to 64
+    /// characters, a number written out, and any other value (an object, a list,
+    /// `true`) reads as [`UNREADABLE_TASK`]. See [`Instance::has_task`].
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_task"
+    )]
+    pub task: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::short"
@@ -279,6 +290,68 @@ fn lenient_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>
     deserializer.deserialize_any(IntVisitor)
 }
 
+/// What a `task` that is neither text, a number nor null reads as: still a task.
+pub const UNREADABLE_TASK: &str = "(unreadable task)";
+
+/// `task`: text (cut to 64 characters), a number written out, null or `false` as
+/// absent, anything else as [`UNREADABLE_TASK`] (skipped unbuilt). A visitor, so a
+/// task of any shape never fails the whole answer.
+fn lenient_task<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct TaskVisitor;
+    impl<'de> serde::de::Visitor<'de> for TaskVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(bounded::clip(text, 64)))
+        }
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value.to_string()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            Ok(Some(
+                serde_json::Number::from_f64(value)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| UNREADABLE_TASK.to_string()),
+            ))
+        }
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+            Ok(value.then(|| UNREADABLE_TASK.to_string()))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Some(UNREADABLE_TASK.to_string()))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Some(UNREADABLE_TASK.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    deserializer.deserialize_any(TaskVisitor)
+}
+
 /// `capacity_minor` is a string in the SDK model (".125"); accept a number too.
 fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     struct TextVisitor;
@@ -328,6 +401,14 @@ impl Instance {
         self.status.as_deref().map(DcsStatus::parse)
     }
 
+    /// True while a background task runs (a `task` that is not blank): no write
+    /// may be sent then, even when the status is RUNNING (LIFECYCLE.md §11).
+    pub fn has_task(&self) -> bool {
+        self.task
+            .as_deref()
+            .is_some_and(|task| !task.trim().is_empty())
+    }
+
     /// Cache capacity in bytes: `capacity` GB, or for sub-GB flavours (capacity 0)
     /// the decimal GB string in `capacity_minor` (".125" → 128 MiB).
     pub fn capacity_bytes(&self) -> Option<u64> {
@@ -361,8 +442,8 @@ impl Instance {
             .unwrap_or_default()
     }
 
-    /// Only what the operator mirrors (status, the Secret, metrics): what the
-    /// observation store keeps of thousands of answers.
+    /// Only what the operator mirrors (status, the Secret, metrics) and what gates a
+    /// write (`task`): what the observation store keeps of thousands of answers.
     pub fn slim(self) -> Instance {
         Instance {
             instance_id: self.instance_id,
@@ -374,6 +455,7 @@ impl Instance {
             ip: self.ip,
             port: self.port,
             status: self.status,
+            task: self.task,
             max_memory: self.max_memory,
             used_memory: self.used_memory,
             resource_spec_code: self.resource_spec_code,
@@ -431,6 +513,9 @@ impl Instance {
             domain_name,
             readonly_domain_name,
         );
+        // `task` is never carried over: an answer without one says no task runs as
+        // far as it knows, and a stale task would hold every write back for good (a
+        // write sent during a task is refused busy, `DCS.4017`, and waits anyway).
         // A fault code describes one state: carried over only while the status is the
         // same, so an instance that recovered does not keep its old fault.
         if self.error_code.is_none() && self.status == older.status {
@@ -756,5 +841,47 @@ mod tests {
         }
         .merged_over(&show);
         assert_eq!(recovered.error_code, None);
+        // A task is never carried over, even while the status stays the same.
+        let busy = Instance {
+            status: Some("RUNNING".into()),
+            task: Some("UpdatePort".into()),
+            ..Default::default()
+        };
+        let item = Instance {
+            status: Some("RUNNING".into()),
+            ..Default::default()
+        };
+        assert!(busy.clone().slim().has_task(), "slim keeps the task");
+        assert!(!item.merged_over(&busy).has_task());
+    }
+
+    #[test]
+    fn any_task_that_is_not_null_means_busy() {
+        let task = |json: &str| {
+            serde_json::from_str::<Instance>(&format!(r#"{{"status":"RUNNING","task":{json}}}"#))
+                .map(|instance| (instance.task.clone(), instance.has_task()))
+                .unwrap()
+        };
+        assert_eq!(task(r#""UpdatePort""#), (Some("UpdatePort".into()), true));
+        assert_eq!(task("null"), (None, false));
+        assert_eq!(task(r#""""#), (Some(String::new()), false));
+        assert!(!task(r#""  ""#).1);
+        assert_eq!(task("false"), (None, false));
+        assert_eq!(task("7"), (Some("7".into()), true));
+        for odd in ["true", r#"{"name":"EXTEND","status":"RUNNING"}"#, "[1,[2]]"] {
+            assert_eq!(task(odd), (Some(UNREADABLE_TASK.into()), true), "{odd}");
+        }
+        let long = task(&format!("\"{}\"", "t".repeat(1 << 20)));
+        assert_eq!(long.0.unwrap().chars().count(), 64);
+        let absent: Instance = serde_json::from_str(r#"{"status":"RUNNING"}"#).unwrap();
+        assert!(!absent.has_task());
+        // Re-encoded under its own name, and not at all when absent.
+        let shown = serde_json::to_value(Instance {
+            task: Some("UpdatePort".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(shown["task"], "UpdatePort");
+        assert!(serde_json::to_value(absent).unwrap().get("task").is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The DCS write side the operator needs to own an instance: create, delete, tags,
-//! the lookups that make a create recoverable (by owner tag, by exact name), and the
-//! classification of a write's result into "accepted, refused, not sent, unknown".
+//! the in-place changes (resize, modify, password reset), the lookups that make a
+//! create recoverable (by owner tag, by exact name), and the classification of a
+//! write's result into "accepted, refused, not sent, unknown".
 //!
 //! Create is not idempotent (LIFECYCLE.md §11): every accepted POST bills a new
 //! instance and the API has no client token. So a create whose answer is lost or
@@ -19,7 +20,7 @@ use serde::{Deserializer, Serialize, Serializer};
 use super::bounded::{self, Text};
 use super::client::{Answer, DcsClient, Endpoint, RequestSpec};
 use super::credentials::{Credentials, SecretString};
-use super::error::DcsError;
+use super::error::{ApiError, DcsError};
 use super::signer;
 
 /// The tag key that marks an instance as owned by one DcsInstance: its value is the
@@ -42,8 +43,10 @@ pub const FIND_LIMIT: u32 = 10;
 /// The Content-Type the SDK sends with a body (LIFECYCLE.md §1).
 const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
-/// The state codes of LIFECYCLE.md §10 (and Terraform's additions) that mean "not
-/// now, the instance is busy": requeue and retry, nothing is wrong with the request.
+/// The state codes of LIFECYCLE.md §10 (and Terraform's additions: `DCS.4121` reset
+/// password running, `DCS.4231` offline key analysis, `DCS.4975` creating or
+/// restarting, `CBC.99003651` billing operation running) that mean "not now, the
+/// instance is busy": requeue and retry, nothing is wrong with the request.
 /// The documented legacy twin of `DCS.40NN` is `1114000NN`; the `DCS.41NN` and
 /// `DCS.49NN` codes have no documented twin, so none is guessed.
 pub const BUSY_CODES: &[&str] = &[
@@ -63,7 +66,9 @@ pub const BUSY_CODES: &[&str] = &[
     "DCS.4104",
     "DCS.4099",
     "DCS.4121",
+    "DCS.4231",
     "DCS.4975",
+    "CBC.99003651",
     "111400026",
     "111400049",
     "111400017",
@@ -184,6 +189,16 @@ fn capacity_number<S: Serializer>(capacity: &f64, serializer: S) -> Result<S::Ok
     }
 }
 
+fn expose_password_ref<S: Serializer>(
+    password: &Option<&SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match password {
+        Some(secret) => serializer.serialize_str(secret.expose()),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn expose_password<S: Serializer>(
     password: &Option<SecretString>,
     serializer: S,
@@ -192,6 +207,123 @@ fn expose_password<S: Serializer>(
         Some(secret) => serializer.serialize_str(secret.expose()),
         None => serializer.serialize_none(),
     }
+}
+
+/// The ResizeInstance body (LIFECYCLE.md §4) for a change of flavour and capacity.
+/// Capacity and replica changes go in separate calls; `available_zones`,
+/// `node_list`, `reserved_ip` and `bss_param` are not sent by the operator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResizeInstanceBody {
+    /// The target flavour (from ListFlavors).
+    pub spec_code: String,
+    /// GB, written as [`CreateInstanceBody::capacity`] is: whole sizes as integers
+    /// (`4`), fractions as floats (`0.5`); NaN, infinities and non-positive sizes
+    /// are never sent.
+    #[serde(serialize_with = "capacity_number")]
+    pub new_capacity: f64,
+    /// `createReplication`, `deleteReplication`, `addSharding` or `instanceType`;
+    /// omitted for a capacity change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_type: Option<String>,
+    /// Omitted means the API's default, true (now); false defers an interrupting
+    /// change to the maintenance window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execute_immediately: Option<bool>,
+}
+
+/// The UpdateInstance body (LIFECYCLE.md §5): only what is set goes out. Terraform
+/// sends the port alone (it runs as a background task, `task` `UpdatePort`), so a
+/// caller should too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModifyInstanceBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `HH:mm:ss` UTC, together with `maintain_end` (the API refuses half a window
+    /// with `DCS.4106`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintain_begin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintain_end: Option<String>,
+    /// Redis 3.0 and Memcached only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_group_id: Option<String>,
+    /// Redis 4.0 and later; drops every connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl ModifyInstanceBody {
+    /// True when nothing would be sent: [`DcsClient::update_instance`] refuses it.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// The ResetPassword body. Private: [`DcsClient::reset_password`] builds it, and
+/// its Debug never shows the password.
+#[derive(Serialize)]
+struct ResetPasswordBody<'a> {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_password_ref"
+    )]
+    new_password: Option<&'a SecretString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    no_password_access: Option<bool>,
+}
+
+impl fmt::Debug for ResetPasswordBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResetPasswordBody")
+            .field(
+                "new_password",
+                &self.new_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("no_password_access", &self.no_password_access)
+            .finish()
+    }
+}
+
+/// The `code` of a ResetPassword answer that means success.
+pub const RESET_SUCCESS_CODE: &str = "1";
+
+/// How a ResetPassword answered with HTTP 200 but a `code` other than `"1"` comes
+/// back: `DcsError::Client` with `status` 200, `error_code` this prefix followed by
+/// the answer's code (`"ResetPassword.code.3"` for a locked instance) and
+/// `error_msg` the answer's `message` (and `ext_message`). So [`write_outcome`]
+/// says Refused, [`DcsError::reason`] says `RequestRefused`, [`is_busy`] says no,
+/// and [`reset_refusal_code`] gives the code back.
+pub const RESET_REFUSED_PREFIX: &str = "ResetPassword.code.";
+
+/// The longest `code` read from a ResetPassword answer (cut beyond it, so still
+/// never `"1"`).
+const RESET_CODE_CHARS: usize = 32;
+/// The longest `message` / `ext_message` kept from a ResetPassword answer.
+const RESET_MESSAGE_CHARS: usize = 512;
+
+/// The `code` of a ResetPassword refusal (`"3"`: locked), when `error` is one
+/// (see [`RESET_REFUSED_PREFIX`]).
+pub fn reset_refusal_code(error: &DcsError) -> Option<&str> {
+    match error {
+        DcsError::Client(api) if api.status == 200 => api
+            .error_code
+            .as_deref()?
+            .strip_prefix(RESET_REFUSED_PREFIX),
+        _ => None,
+    }
+}
+
+/// An accepted ResetPassword answer: `code` is [`RESET_SUCCESS_CODE`] (anything
+/// else is an error, see [`RESET_REFUSED_PREFIX`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetPasswordAnswer {
+    pub code: String,
+    /// Cut to 512 characters.
+    pub message: Option<String>,
+    /// Cut to 512 characters.
+    pub ext_message: Option<String>,
 }
 
 /// What an accepted create names: the id every later call uses. Store it at once.
@@ -455,6 +587,114 @@ impl DcsClient {
         let (_, request_id) = self.send_raw(endpoint, credentials, spec).await?;
         Ok(Answer {
             value: (),
+            request_id,
+            pages: 1,
+        })
+    }
+
+    /// ResizeInstance: `POST /v2/{project_id}/instances/{id}/resize`. Any 2xx
+    /// (documented: 204) is accepted, whatever its body; the instance then goes
+    /// RUNNING → EXTENDING → RUNNING at the new flavour. One POST, never retried
+    /// here: a resize bills, so a 5xx or a lost answer ([`WriteOutcome::Unknown`])
+    /// is resolved by reading the instance, not by sending it again.
+    pub async fn resize_instance(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        instance_id: &str,
+        body: &ResizeInstanceBody,
+    ) -> Result<Answer<()>, DcsError> {
+        check_instance_id(instance_id)?;
+        if body.spec_code.trim().is_empty() {
+            return Err(unsendable("a resize needs a spec_code"));
+        }
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| unsendable(format!("the resize body cannot be written: {e}")))?;
+        let path = format!(
+            "/v2/{}/instances/{}/resize",
+            signer::encode(project_id),
+            signer::encode(instance_id)
+        );
+        let spec = self.write_spec("POST", path, project_id, bytes);
+        let (_, request_id) = self.send_raw(endpoint, credentials, spec).await?;
+        Ok(Answer {
+            value: (),
+            request_id,
+            pages: 1,
+        })
+    }
+
+    /// UpdateInstance: `PUT /v2/{project_id}/instances/{id}` with the fields set in
+    /// `body`. Any 2xx (documented: 204) is accepted, whatever its body. A port
+    /// change runs on as a background task (ShowInstance `task`). An empty body is
+    /// never sent (Unsendable): the API's answer to it is undocumented.
+    pub async fn update_instance(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        instance_id: &str,
+        body: &ModifyInstanceBody,
+    ) -> Result<Answer<()>, DcsError> {
+        check_instance_id(instance_id)?;
+        if body.is_empty() {
+            return Err(unsendable("an update with no field set changes nothing"));
+        }
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| unsendable(format!("the update body cannot be written: {e}")))?;
+        let path = format!(
+            "/v2/{}/instances/{}",
+            signer::encode(project_id),
+            signer::encode(instance_id)
+        );
+        let spec = self.write_spec("PUT", path, project_id, bytes);
+        let (_, request_id) = self.send_raw(endpoint, credentials, spec).await?;
+        Ok(Answer {
+            value: (),
+            request_id,
+            pages: 1,
+        })
+    }
+
+    /// ResetPassword: `POST /v2/{project_id}/instances/{id}/password/reset` with
+    /// `{new_password?, no_password_access?}` (no old password needed; it also
+    /// switches between password and password-free access). What is left out is
+    /// not sent; the API wants `new_password` unless `no_password_access` is true
+    /// and refuses the rest (`DCS.4845`, `DCS.4849`).
+    ///
+    /// The API answers HTTP 200 with a `code`: `"1"` (a string or the number 1) is
+    /// success; any other code is a refusal returned as described at
+    /// [`RESET_REFUSED_PREFIX`]; an answer without a readable code is a
+    /// [`DcsError::Decode`] (the reset may or may not have happened).
+    pub async fn reset_password(
+        &self,
+        endpoint: &Endpoint,
+        credentials: &Credentials,
+        project_id: &str,
+        instance_id: &str,
+        new_password: Option<&SecretString>,
+        no_password_access: Option<bool>,
+    ) -> Result<Answer<ResetPasswordAnswer>, DcsError> {
+        check_instance_id(instance_id)?;
+        let body = ResetPasswordBody {
+            new_password,
+            no_password_access,
+        };
+        // The error of a failed write names no value, so the password cannot leak
+        // through it.
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|e| unsendable(format!("the reset body cannot be written: {e}")))?;
+        let path = format!(
+            "/v2/{}/instances/{}/password/reset",
+            signer::encode(project_id),
+            signer::encode(instance_id)
+        );
+        let spec = self.write_spec("POST", path, project_id, bytes);
+        let (answer, request_id) = self.send_raw(endpoint, credentials, spec).await?;
+        let value = decode_reset(&answer, &request_id)?;
+        Ok(Answer {
+            value,
             request_id,
             pages: 1,
         })
@@ -1213,12 +1453,99 @@ fn decode_found(body: &[u8], filter: &InstanceFilter) -> Result<FoundInstances, 
     Ok(page.found)
 }
 
+/// A ResetPassword answer as it is read: each field a bounded scalar; a number
+/// `code` is written out (`1` reads as `"1"`).
+#[derive(Default)]
+struct ResetFields {
+    code: Option<String>,
+    message: Option<String>,
+    ext_message: Option<String>,
+}
+
+struct ResetAnswerSeed;
+
+impl<'de> DeserializeSeed<'de> for ResetAnswerSeed {
+    type Value = ResetFields;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResetAnswerSeed {
+    type Value = ResetFields;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a reset answer (an object with code)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let message = Text {
+            max: RESET_MESSAGE_CHARS,
+            numbers: false,
+        };
+        let mut fields = ResetFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "code" => {
+                    fields.code = map.next_value_seed(Text {
+                        max: RESET_CODE_CHARS,
+                        numbers: true,
+                    })?
+                }
+                "message" => fields.message = map.next_value_seed(message)?,
+                "ext_message" => fields.ext_message = map.next_value_seed(message)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// A ResetPassword answer: Ok for code `"1"`; a refusal (see
+/// [`RESET_REFUSED_PREFIX`]) for any other code; a decode error when there is no
+/// code to read (null, empty, not a string or a number, or no object at all), since
+/// such an answer does not say whether the password was reset.
+fn decode_reset(body: &[u8], request_id: &Option<String>) -> Result<ResetPasswordAnswer, DcsError> {
+    let decode_error = |message: String| DcsError::Decode {
+        message,
+        request_id: request_id.clone(),
+    };
+    let fields = decode_with(body, ResetAnswerSeed).map_err(decode_error)?;
+    let code = fields
+        .code
+        .as_deref()
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| decode_error("the reset answer has no code".into()))?;
+    let message = fields.message.filter(|m| !m.trim().is_empty());
+    let ext_message = fields.ext_message.filter(|m| !m.trim().is_empty());
+    if code == RESET_SUCCESS_CODE {
+        return Ok(ResetPasswordAnswer {
+            code,
+            message,
+            ext_message,
+        });
+    }
+    let error_msg = match (message, ext_message) {
+        (Some(message), Some(ext)) if ext != message => format!("{message} ({ext})"),
+        (Some(message), _) => message,
+        (None, Some(ext)) => ext,
+        (None, None) => format!("the password was not reset (code {code:?}, not \"1\")"),
+    };
+    Err(DcsError::Client(ApiError {
+        status: 200,
+        error_code: Some(format!("{RESET_REFUSED_PREFIX}{code}")),
+        error_msg: Some(error_msg),
+        request_id: request_id.clone(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dcs::error::ApiError;
 
     const ID: &str = "68d5745e-6af2-40e4-945d-fe449be00148";
     const UID: &str = "2b7e9f3a-1c4d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -1327,6 +1654,221 @@ mod tests {
     }
 
     #[test]
+    fn the_resize_body_writes_capacity_as_a_number_and_omits_what_is_unset() {
+        let resize = |new_capacity: f64| ResizeInstanceBody {
+            spec_code: "redis.ha.xu1.large.r2.4".into(),
+            new_capacity,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(resize(4.0)).unwrap(),
+            json!({"spec_code": "redis.ha.xu1.large.r2.4", "new_capacity": 4})
+        );
+        assert_eq!(
+            serde_json::to_string(&resize(0.5)).unwrap(),
+            r#"{"spec_code":"redis.ha.xu1.large.r2.4","new_capacity":0.5}"#
+        );
+        assert_eq!(
+            serde_json::to_value(resize(0.125)).unwrap()["new_capacity"].to_string(),
+            "0.125"
+        );
+        for bad in [f64::NAN, f64::NEG_INFINITY, 0.0, -4.0] {
+            assert!(serde_json::to_vec(&resize(bad)).is_err(), "{bad}");
+        }
+        let full = ResizeInstanceBody {
+            change_type: Some("createReplication".into()),
+            execute_immediately: Some(false),
+            ..resize(8.0)
+        };
+        assert_eq!(
+            serde_json::to_value(full).unwrap(),
+            json!({
+                "spec_code": "redis.ha.xu1.large.r2.4", "new_capacity": 8,
+                "change_type": "createReplication", "execute_immediately": false,
+            })
+        );
+    }
+
+    #[test]
+    fn the_modify_body_sends_only_what_is_set() {
+        let empty = ModifyInstanceBody::default();
+        assert!(empty.is_empty());
+        assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
+        let port = ModifyInstanceBody {
+            port: Some(6380),
+            ..Default::default()
+        };
+        assert!(!port.is_empty());
+        assert_eq!(serde_json::to_string(&port).unwrap(), r#"{"port":6380}"#);
+        let full = ModifyInstanceBody {
+            name: Some("orders-cache".into()),
+            description: Some(String::new()),
+            maintain_begin: Some("02:00:00".into()),
+            maintain_end: Some("06:00:00".into()),
+            security_group_id: Some("sg".into()),
+            port: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&full).unwrap(),
+            json!({
+                "name": "orders-cache", "description": "",
+                "maintain_begin": "02:00:00", "maintain_end": "06:00:00",
+                "security_group_id": "sg",
+            })
+        );
+        // An empty description is a change (to clear it), not "nothing".
+        assert!(
+            !ModifyInstanceBody {
+                description: Some(String::new()),
+                ..Default::default()
+            }
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_reset_body_shows_the_password_on_the_wire_only() {
+        let secret = SecretString::new("Sim-Passw0rd");
+        let body = ResetPasswordBody {
+            new_password: Some(&secret),
+            no_password_access: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"new_password": "Sim-Passw0rd"})
+        );
+        for shown in [format!("{body:?}"), format!("{body:#?}")] {
+            assert!(!shown.contains("Sim-Passw0rd"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let free = ResetPasswordBody {
+            new_password: None,
+            no_password_access: Some(true),
+        };
+        assert_eq!(
+            serde_json::to_value(&free).unwrap(),
+            json!({"no_password_access": true})
+        );
+        assert!(format!("{free:?}").contains("new_password: None"));
+    }
+
+    fn reset(body: &str) -> Result<ResetPasswordAnswer, DcsError> {
+        decode_reset(body.as_bytes(), &Some("r-1".into()))
+    }
+
+    #[test]
+    fn a_reset_answer_succeeds_only_with_code_1() {
+        let ok = reset(
+            r#"{"code": "1", "message": "Reset DCS instance password successfully.", "ext_message": "", "lock_time": null}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.code, "1");
+        assert_eq!(
+            ok.message.as_deref(),
+            Some("Reset DCS instance password successfully.")
+        );
+        assert_eq!(ok.ext_message, None);
+        // A number in the wild, padding, no message at all.
+        assert_eq!(reset(r#"{"code": 1}"#).unwrap().code, "1");
+        assert_eq!(reset(r#"{"code": " 1 ", "x": [[{}]]}"#).unwrap().code, "1");
+
+        // Locked: a refusal carrying the code and the message.
+        let locked = reset(
+            r#"{"code": "3", "message": "The instance password is locked.", "ext_message": "", "lock_time_left": "299"}"#,
+        )
+        .unwrap_err();
+        let DcsError::Client(refusal) = &locked else {
+            panic!("{locked:?}");
+        };
+        assert_eq!(refusal.status, 200);
+        assert_eq!(refusal.error_code.as_deref(), Some("ResetPassword.code.3"));
+        assert_eq!(
+            refusal.error_msg.as_deref(),
+            Some("The instance password is locked.")
+        );
+        assert_eq!(refusal.request_id.as_deref(), Some("r-1"));
+        assert_eq!(reset_refusal_code(&locked), Some("3"));
+        assert_eq!(
+            write_outcome::<()>(&Err(locked.clone())),
+            WriteOutcome::Refused
+        );
+        assert_eq!(locked.reason(), "RequestRefused");
+        assert!(!is_busy(&locked));
+        assert!(!locked.is_transient());
+        let shown = locked.to_string();
+        assert!(
+            shown.contains("ResetPassword.code.3") && shown.contains("locked"),
+            "{shown}"
+        );
+
+        let numeric = reset(r#"{"code": 3}"#).unwrap_err();
+        assert_eq!(reset_refusal_code(&numeric), Some("3"));
+        assert!(
+            numeric
+                .api()
+                .and_then(|api| api.error_msg.as_deref())
+                .is_some_and(|m| m.contains("not reset")),
+            "{numeric}"
+        );
+        let both = reset(r#"{"code": "5", "message": "m", "ext_message": "ext"}"#).unwrap_err();
+        assert_eq!(
+            both.api().and_then(|api| api.error_msg.as_deref()),
+            Some("m (ext)")
+        );
+        let ext_only = reset(r#"{"code": "5", "ext_message": "ext"}"#).unwrap_err();
+        assert_eq!(
+            ext_only.api().and_then(|api| api.error_msg.as_deref()),
+            Some("ext")
+        );
+        // Bounded: a huge code is cut (so never "1"), a huge message too.
+        let huge = reset(
+            &json!({"code": "1".repeat(1 << 20), "message": "m".repeat(1 << 20)}).to_string(),
+        )
+        .unwrap_err();
+        let cut = huge.api().unwrap();
+        assert!(cut.error_code.as_ref().unwrap().chars().count() < 64);
+        assert!(cut.error_msg.as_ref().unwrap().chars().count() <= 512);
+        // Only other errors carry no reset code.
+        assert_eq!(
+            reset_refusal_code(&DcsError::Client(api(400, "ResetPassword.code.3"))),
+            None
+        );
+        assert_eq!(
+            reset_refusal_code(&DcsError::Client(api(200, "DCS.4019"))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_reset_answer_without_a_code_is_a_decode_error() {
+        for body in [
+            "",
+            "  ",
+            "null",
+            "[]",
+            "{}",
+            r#"{"code": null}"#,
+            r#"{"code": ""}"#,
+            r#"{"code": "  "}"#,
+            r#"{"code": true}"#,
+            r#"{"code": {"value": "1"}}"#,
+            r#"{"code": ["1"]}"#,
+            r#"{"result": "success", "message": "ok"}"#,
+            r#"{"code": "1""#,
+            r#"{"code": "1"} trailing"#,
+            "<html>ok</html>",
+        ] {
+            let error = reset(body).unwrap_err();
+            assert!(
+                matches!(error, DcsError::Decode { .. }),
+                "{body}: {error:?}"
+            );
+            assert_eq!(error.request_id(), Some("r-1"));
+            assert_eq!(write_outcome::<()>(&Err(error)), WriteOutcome::Unknown);
+        }
+    }
+
+    #[test]
     fn write_outcomes() {
         let outcome = |error: DcsError| write_outcome::<()>(&Err(error));
         assert_eq!(
@@ -1397,7 +1939,9 @@ mod tests {
             "DCS.4104",
             "DCS.4099",
             "DCS.4121",
+            "DCS.4231",
             "DCS.4975",
+            "CBC.99003651",
             "dcs.4026",
             "111400026",
             "111400049",

@@ -1,6 +1,7 @@
 //! The operator's own write client (`dcs::writes`) against the simulator over real
 //! loopback HTTP: create and its recovery lookups (owner tag, exact name, with and
-//! without list lag), tags, delete, and how each kind of failure is classified.
+//! without list lag), tags, delete, the in-place changes (resize, modify, port as a
+//! background task, password reset), and how each kind of failure is classified.
 
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use dcs_operator::dcs::ClientConfig;
 use dcs_operator::dcs::model::DcsStatus;
 use dcs_operator::dcs::sim::{Fault, FaultKind, SimConfig, SimInstance, WriteConfig};
 use dcs_operator::dcs::writes::{
-    CreateInstanceBody, FIND_LIMIT, FoundInstances, InstanceFilter, OWNER_TAG_KEY, ResourceTag,
-    TagAction, WriteOutcome, is_busy, write_outcome,
+    CreateInstanceBody, FIND_LIMIT, FoundInstances, InstanceFilter, ModifyInstanceBody,
+    OWNER_TAG_KEY, ResizeInstanceBody, ResourceTag, TagAction, WriteOutcome, is_busy,
+    reset_refusal_code, write_outcome,
 };
 use dcs_operator::dcs::{DcsError, SecretString};
 use serde_json::json;
@@ -589,5 +591,402 @@ async fn dcs_writes_the_owner_lookup_drops_foreign_ids_and_says_when_a_page_is_f
     assert!(found.truncated);
     assert!(found.instances.len() + found.dropped as usize <= FIND_LIMIT as usize);
     assert!(!found.instances.is_empty());
+    h.sim.shutdown().await;
+}
+
+/// A created instance, RUNNING (the create delay has passed).
+async fn running(h: &Harness, name: &str) -> String {
+    let id = create(h, &body(name)).await.unwrap();
+    advance(h, 10);
+    assert_eq!(status(h, &id).await, Some(DcsStatus::Running));
+    id
+}
+
+async fn show(h: &Harness, id: &str) -> dcs_operator::dcs::model::Instance {
+    h.client
+        .show_instance(&h.sim.endpoint(), &h.creds, PROJECT, id)
+        .await
+        .unwrap()
+        .value
+}
+
+fn resize_to(spec_code: &str, new_capacity: f64) -> ResizeInstanceBody {
+    ResizeInstanceBody {
+        spec_code: spec_code.into(),
+        new_capacity,
+        ..Default::default()
+    }
+}
+
+async fn resize(h: &Harness, id: &str, body: &ResizeInstanceBody) -> Result<(), DcsError> {
+    h.client
+        .resize_instance(&h.sim.endpoint(), &h.creds, PROJECT, id, body)
+        .await
+        .map(|answer| answer.value)
+}
+
+async fn update(h: &Harness, id: &str, body: &ModifyInstanceBody) -> Result<(), DcsError> {
+    h.client
+        .update_instance(&h.sim.endpoint(), &h.creds, PROJECT, id, body)
+        .await
+        .map(|answer| answer.value)
+}
+
+#[tokio::test]
+async fn dcs_writes_resize_extends_then_runs_at_the_new_flavour_once() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "growing-cache").await;
+    let before = show(&h, &id).await;
+    assert_eq!(before.capacity, Some(2));
+    assert_eq!(before.spec_code(), Some("redis.ha.xu1.large.r2.2"));
+
+    let result = h
+        .client
+        .resize_instance(
+            &h.sim.endpoint(),
+            &h.creds,
+            PROJECT,
+            &id,
+            &resize_to("redis.ha.xu1.large.r2.4", 4.0),
+        )
+        .await;
+    assert_eq!(write_outcome(&result), WriteOutcome::Accepted);
+    assert!(result.unwrap().request_id.is_some());
+    assert_eq!(status(&h, &id).await, Some(DcsStatus::Extending));
+
+    // While EXTENDING another resize is refused as busy, and nothing is queued.
+    let busy = resize(&h, &id, &resize_to("redis.ha.xu1.large.r2.8", 8.0)).await;
+    assert_eq!(write_outcome(&busy), WriteOutcome::Refused);
+    let busy = busy.unwrap_err();
+    assert_eq!(code(&busy), Some("DCS.4113"), "{busy}");
+    assert!(is_busy(&busy));
+
+    advance(&h, 29);
+    assert_eq!(status(&h, &id).await, Some(DcsStatus::Extending));
+    advance(&h, 1);
+    let after = show(&h, &id).await;
+    assert_eq!(after.status(), Some(DcsStatus::Running));
+    assert_eq!(after.capacity, Some(4));
+    assert_eq!(after.spec_code(), Some("redis.ha.xu1.large.r2.4"));
+    assert_eq!(after.max_memory, Some(4096));
+    assert_eq!(after.port, Some(6379), "the address is kept");
+    assert!(!after.has_task());
+    let counters = h.sim.state().counters();
+    assert_eq!(
+        (
+            counters.applied_for("resize"),
+            counters.requests_for("resize")
+        ),
+        (1, 2)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_a_refused_resize_changes_nothing_and_a_bad_one_is_never_sent() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "refused-cache").await;
+    for (request, expected) in [
+        // No such flavour.
+        (resize_to("redis.ha.xu9.huge.8", 8.0), "DCS.4927"),
+        // A capacity the flavour does not have.
+        (resize_to("redis.ha.xu1.large.r2.8", 4.0), "DCS.4012"),
+        // The same flavour: nothing to change.
+        (resize_to("redis.ha.xu1.large.r2.2", 2.0), "DCS.4103"),
+        // Another cache mode without change_type instanceType.
+        (resize_to("redis.cluster.xu1.large.r2.8", 8.0), "DCS.4200"),
+    ] {
+        let result = resize(&h, &id, &request).await;
+        assert_eq!(write_outcome(&result), WriteOutcome::Refused, "{request:?}");
+        let error = result.unwrap_err();
+        assert_eq!(code(&error), Some(expected), "{error}");
+        assert!(!is_busy(&error), "{error}");
+        assert_eq!(error.reason(), "RequestRefused");
+    }
+    assert_eq!(status(&h, &id).await, Some(DcsStatus::Running));
+    assert_eq!(show(&h, &id).await.capacity, Some(2));
+    let sent = h.sim.state().counters().requests_for("resize");
+    assert_eq!(sent, 4);
+    // What cannot be a request is not sent: no capacity, no flavour, no id.
+    for (target, request) in [
+        (id.as_str(), resize_to("redis.ha.xu1.large.r2.4", f64::NAN)),
+        (id.as_str(), resize_to("redis.ha.xu1.large.r2.4", 0.0)),
+        (id.as_str(), resize_to(" ", 4.0)),
+        ("not-an-id", resize_to("redis.ha.xu1.large.r2.4", 4.0)),
+        ("", resize_to("redis.ha.xu1.large.r2.4", 4.0)),
+    ] {
+        let result = resize(&h, target, &request).await;
+        assert_eq!(write_outcome(&result), WriteOutcome::NotSent, "{request:?}");
+    }
+    let counters = h.sim.state().counters();
+    assert_eq!(
+        (
+            counters.requests_for("resize"),
+            counters.applied_for("resize")
+        ),
+        (sent, 0)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_a_dropped_resize_answer_is_unknown_but_applied() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "dropped-cache").await;
+    h.sim
+        .state()
+        .inject_fault(Fault::times(FaultKind::ApplyThenDrop, 1).on_route("resize"));
+    let result = resize(&h, &id, &resize_to("redis.ha.xu1.large.r2.4", 4.0)).await;
+    assert_eq!(write_outcome(&result), WriteOutcome::Unknown);
+    // Re-reading tells: it is extending, and a resend would be refused as busy.
+    assert_eq!(status(&h, &id).await, Some(DcsStatus::Extending));
+    assert_eq!(h.sim.state().counters().applied_for("resize"), 1);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_update_changes_name_description_and_window_in_one_call() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "modified-cache").await;
+    let change = ModifyInstanceBody {
+        name: Some("renamed-cache".into()),
+        description: Some("new words".into()),
+        maintain_begin: Some("02:00:00".into()),
+        maintain_end: Some("06:00:00".into()),
+        ..Default::default()
+    };
+    let result = h
+        .client
+        .update_instance(&h.sim.endpoint(), &h.creds, PROJECT, &id, &change)
+        .await;
+    assert_eq!(write_outcome(&result), WriteOutcome::Accepted);
+    let shown = show(&h, &id).await;
+    assert_eq!(shown.name.as_deref(), Some("renamed-cache"));
+    assert_eq!(shown.description.as_deref(), Some("new words"));
+    assert_eq!(
+        (
+            shown.maintain_begin.as_deref(),
+            shown.maintain_end.as_deref()
+        ),
+        (Some("02:00:00"), Some("06:00:00"))
+    );
+    assert_eq!(shown.status(), Some(DcsStatus::Running));
+    assert!(!shown.has_task(), "no background task for these fields");
+    assert_eq!(
+        found_ids(&h, &InstanceFilter::ExactName("renamed-cache".into())).await,
+        vec![id.clone()]
+    );
+
+    // Nothing set: nothing sent. Half a window: the API refuses it.
+    let empty = update(&h, &id, &ModifyInstanceBody::default()).await;
+    assert_eq!(write_outcome(&empty), WriteOutcome::NotSent);
+    let half = update(
+        &h,
+        &id,
+        &ModifyInstanceBody {
+            maintain_begin: Some("22:00:00".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(write_outcome(&half), WriteOutcome::Refused);
+    assert_eq!(code(&half.unwrap_err()), Some("DCS.4106"));
+    let bad_id = update(&h, "not-an-id", &change).await;
+    assert_eq!(write_outcome(&bad_id), WriteOutcome::NotSent);
+    let counters = h.sim.state().counters();
+    assert_eq!(
+        (
+            counters.applied_for("update"),
+            counters.requests_for("update")
+        ),
+        (1, 2)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_a_port_change_runs_as_a_task_that_show_instance_reports() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "port-cache").await;
+    update(
+        &h,
+        &id,
+        &ModifyInstanceBody {
+            port: Some(6380),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The v1.0 ShowInstance the operator reads: RUNNING, but with a task.
+    let busy = show(&h, &id).await;
+    assert_eq!(busy.status(), Some(DcsStatus::Running));
+    assert_eq!(busy.task.as_deref(), Some("UpdatePort"));
+    assert!(busy.has_task());
+    assert_eq!(
+        busy.port,
+        Some(6379),
+        "the new port shows when the task ends"
+    );
+    // Any write meanwhile is refused as busy.
+    let meanwhile = update(
+        &h,
+        &id,
+        &ModifyInstanceBody {
+            description: Some("x".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&meanwhile), Some("DCS.4017"));
+    assert!(is_busy(&meanwhile));
+    let resize_meanwhile = resize(&h, &id, &resize_to("redis.ha.xu1.large.r2.4", 4.0))
+        .await
+        .unwrap_err();
+    assert!(is_busy(&resize_meanwhile), "{resize_meanwhile}");
+
+    advance(&h, 4);
+    assert!(show(&h, &id).await.has_task());
+    advance(&h, 1);
+    let done = show(&h, &id).await;
+    assert_eq!((done.port, done.task.clone()), (Some(6380), None));
+    assert!(!done.has_task());
+    let counters = h.sim.state().counters();
+    assert_eq!(
+        (
+            counters.applied_for("update"),
+            counters.requests_for("update"),
+            counters.applied_for("resize"),
+        ),
+        (1, 2, 0)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_reset_password_answers_code_1_and_applies_once() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "secret-cache").await;
+    let endpoint = h.sim.endpoint();
+    let secret = SecretString::new("New-Passw0rd!");
+    let result = h
+        .client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, Some(&secret), None)
+        .await;
+    assert_eq!(write_outcome(&result), WriteOutcome::Accepted);
+    let answer = result.unwrap();
+    assert_eq!(answer.value.code, "1");
+    assert!(answer.value.message.is_some());
+    assert!(answer.request_id.is_some());
+    assert_eq!(h.sim.state().counters().applied_for("reset_password"), 1);
+
+    // Password-free, then back.
+    h.client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, None, Some(true))
+        .await
+        .unwrap();
+    assert_eq!(h.sim.state().write_view()[0]["password_free"], true);
+    h.client
+        .reset_password(
+            &endpoint,
+            &h.creds,
+            PROJECT,
+            &id,
+            Some(&secret),
+            Some(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.sim.state().write_view()[0]["password_free"], false);
+
+    // Refusals by the API: a weak password, a password with password-free access.
+    let weak = h
+        .client
+        .reset_password(
+            &endpoint,
+            &h.creds,
+            PROJECT,
+            &id,
+            Some(&SecretString::new("weakpassword")),
+            None,
+        )
+        .await;
+    assert_eq!(write_outcome(&weak), WriteOutcome::Refused);
+    let weak = weak.unwrap_err();
+    assert_eq!(code(&weak), Some("DCS.4019"));
+    assert!(
+        !format!("{weak} {weak:?}").contains("weakpassword"),
+        "{weak}"
+    );
+    let both = h
+        .client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, Some(&secret), Some(true))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&both), Some("DCS.4849"));
+    // Never sent to an id that is not one.
+    let before = h.sim.state().counters().requests_for("reset_password");
+    let bad = h
+        .client
+        .reset_password(&endpoint, &h.creds, PROJECT, "", Some(&secret), None)
+        .await;
+    assert_eq!(write_outcome(&bad), WriteOutcome::NotSent);
+    let counters = h.sim.state().counters();
+    assert_eq!(counters.requests_for("reset_password"), before);
+    assert_eq!(counters.applied_for("reset_password"), 3);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dcs_writes_a_reset_answered_with_another_code_is_a_refusal() {
+    let h = start(WriteConfig::default()).await;
+    let id = running(&h, "locked-cache").await;
+    let endpoint = h.sim.endpoint();
+    let secret = SecretString::new("New-Passw0rd!");
+    h.sim
+        .state()
+        .inject_fault(Fault::times(FaultKind::reset_password_code("3"), 1));
+    let result = h
+        .client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, Some(&secret), None)
+        .await;
+    assert_eq!(write_outcome(&result), WriteOutcome::Refused);
+    let refused = result.unwrap_err();
+    assert_eq!(reset_refusal_code(&refused), Some("3"));
+    assert_eq!(code(&refused), Some("ResetPassword.code.3"));
+    assert_eq!(refused.api().map(|api| api.status), Some(200));
+    assert_eq!(refused.reason(), "RequestRefused");
+    assert!(!is_busy(&refused));
+    assert!(refused.to_string().contains("not reset"), "{refused}");
+    assert_eq!(h.sim.state().counters().applied_for("reset_password"), 0);
+    // The fault is spent: the next reset goes through.
+    h.client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, Some(&secret), None)
+        .await
+        .unwrap();
+    assert_eq!(h.sim.state().counters().applied_for("reset_password"), 1);
+
+    // From its JSON shape (as `POST /_sim/faults` takes it), with a message of its
+    // own; scoped to a route it never fires on, it is refused.
+    let state = h.sim.state();
+    let fault: Fault = serde_json::from_value(json!({
+        "kind": "reset_password_code", "code": "5", "message": "Reset failed.", "count": 1,
+    }))
+    .unwrap();
+    assert!(fault.validate().is_ok());
+    assert!(fault.clone().on_route("resize").validate().is_err());
+    state.inject_fault(fault);
+    let failed = h
+        .client
+        .reset_password(&endpoint, &h.creds, PROJECT, &id, Some(&secret), None)
+        .await
+        .unwrap_err();
+    assert_eq!(reset_refusal_code(&failed), Some("5"));
+    assert_eq!(
+        failed.api().and_then(|api| api.error_msg.as_deref()),
+        Some("Reset failed.")
+    );
+    assert_eq!(state.counters().applied_for("reset_password"), 1);
     h.sim.shutdown().await;
 }

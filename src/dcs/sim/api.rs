@@ -584,6 +584,11 @@ fn fault_response(kind: FaultKind, request_id: &str) -> Response {
             }
             response
         }
+        FaultKind::ResetPasswordCode { code, message } => json_response(
+            StatusCode::OK,
+            &json!({"code": code, "message": message, "ext_message": ""}),
+            request_id,
+        ),
         FaultKind::Malformed => raw_response(
             StatusCode::OK,
             Body::from("<html><body>upstream answered garbage</body></html>"),

@@ -242,15 +242,32 @@ pub enum FaultKind {
     /// `create` only: accept the create (200), then end in CREATEFAILED instead of
     /// RUNNING once the create delay has passed.
     CreateFailed,
+    /// `reset_password` only: answer 200 `{"code", "message", "ext_message"}` with
+    /// this code (`"3"`: locked) without resetting anything, like `status` before
+    /// authentication. Code `"1"` would claim a reset that did not happen.
+    ResetPasswordCode {
+        code: String,
+        #[serde(default = "default_reset_message")]
+        message: String,
+    },
 }
 
 impl FaultKind {
+    /// A `reset_password_code` fault with the default message.
+    pub fn reset_password_code(code: impl Into<String>) -> Self {
+        FaultKind::ResetPasswordCode {
+            code: code.into(),
+            message: default_reset_message(),
+        }
+    }
+
     /// Whether this kind can fire on a route label: every kind fires on every route,
     /// except the write-only ones.
     pub fn applies_to(&self, route: &str) -> bool {
         match self {
             FaultKind::ApplyThenDrop => WRITE_LABELS.contains(&route),
             FaultKind::CreateFailed => route == "create",
+            FaultKind::ResetPasswordCode { .. } => route == "reset_password",
             _ => true,
         }
     }
@@ -264,6 +281,7 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::ApplyThenDrop => "apply_then_drop",
             FaultKind::CreateFailed => "create_failed",
+            FaultKind::ResetPasswordCode { .. } => "reset_password_code",
         }
     }
 }
@@ -274,6 +292,10 @@ fn default_fault_code() -> String {
 
 fn default_fault_message() -> String {
     "Injected fault".into()
+}
+
+fn default_reset_message() -> String {
+    "Injected fault: the password was not reset.".into()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -713,6 +713,44 @@ mod tests {
     }
 
     #[test]
+    fn reset_password_code_fault_shape_and_scope() {
+        let fault: Fault =
+            serde_json::from_value(json!({"kind": "reset_password_code", "code": "3"})).unwrap();
+        assert_eq!(fault.kind, FaultKind::reset_password_code("3"));
+        assert_eq!(fault.kind.name(), "reset_password_code");
+        let named: Fault = serde_json::from_value(
+            json!({"kind": "reset_password_code", "code": "5", "message": "m", "route": "reset_password"}),
+        )
+        .unwrap();
+        assert_eq!(
+            named.kind,
+            FaultKind::ResetPasswordCode {
+                code: "5".into(),
+                message: "m".into()
+            }
+        );
+        assert!(named.validate().is_ok());
+        assert!(
+            fault
+                .clone()
+                .on_route("update_password")
+                .validate()
+                .is_err()
+        );
+        assert!(serde_json::from_value::<Fault>(json!({"kind": "reset_password_code"})).is_err());
+        // Only the reset route consumes it.
+        let (state, _) = state_with(vec![]);
+        state.inject_fault(Fault::times(FaultKind::reset_password_code("3"), 1));
+        assert_eq!(state.take_fault("update_password"), None);
+        assert_eq!(state.take_fault("show_v1"), None);
+        assert_eq!(
+            state.take_fault("reset_password"),
+            Some(FaultKind::reset_password_code("3"))
+        );
+        assert_eq!(state.take_fault("reset_password"), None);
+    }
+
+    #[test]
     fn five_failures_lock_the_key_for_five_minutes() {
         let (state, clock) = state_with(vec![]);
         for _ in 0..4 {
