@@ -68,12 +68,17 @@ pub struct Shared {
     pub(super) lifecycle: LifecycleOptions,
     /// uid -> when this process last sent a DELETE for that object's instance: a
     /// delete in progress is waited for, not sent again every requeue.
-    pub(super) deletes_sent: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// The value: no DELETE before then, and the refusal's message when DCS refused
+    /// (shown as CleanupBlocked meanwhile).
+    pub(super) deletes_sent: Mutex<HashMap<String, DeleteWait>>,
     /// uid -> (no new create attempt before, failures in a row): a claim whose
     /// lookup failed, or a throttled create, is not claimed again at once (the
     /// claim patch itself wakes the object up again).
     pub(super) claim_waits: Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, u32)>>,
 }
+
+/// No DELETE before this time; the refusal's message when DCS refused.
+pub(super) type DeleteWait = (chrono::DateTime<chrono::Utc>, Option<String>);
 
 /// The managed lifecycle's settings (`--default-credentials-manage-namespaces`,
 /// `--create-lookup-window`).

@@ -462,6 +462,14 @@ impl Instance {
             spec_code: self.spec_code,
             error_code: self.error_code,
             available_zones: self.available_zones,
+            // What a managed instance's spec is compared with (in-place changes,
+            // fields fixed once created).
+            description: self.description,
+            maintain_begin: self.maintain_begin,
+            maintain_end: self.maintain_end,
+            security_group_id: self.security_group_id,
+            vpc_id: self.vpc_id,
+            subnet_id: self.subnet_id,
             ..Instance::default()
         }
     }

@@ -45,7 +45,10 @@ impl Operation {
 /// One difference, as the write that would remove it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Resize { spec_code: String, gigabytes: f64 },
+    Resize {
+        spec_code: String,
+        gigabytes: f64,
+    },
     Modify {
         name: Option<String>,
         description: Option<String>,
@@ -60,7 +63,9 @@ pub enum Change {
         desired: Vec<AppliedTag>,
     },
     /// The password Secret's value differs from the one last set.
-    Password { digest: String },
+    Password {
+        digest: String,
+    },
 }
 
 impl Change {
@@ -151,10 +156,10 @@ pub fn changes(
         found.push(modify);
     }
     let port = desired.port.and_then(|p| u16::try_from(p).ok());
-    if let (Some(want), Some(have)) = (port, observed.port) {
-        if i64::from(want) != have {
-            found.push(Change::Port(want));
-        }
+    if let (Some(want), Some(have)) = (port, observed.port)
+        && i64::from(want) != have
+    {
+        found.push(Change::Port(want));
     }
     let wanted = applied_tags(desired);
     if wanted != managed.tags {
@@ -175,12 +180,12 @@ pub fn changes(
             desired: wanted,
         });
     }
-    if let (Some(want), Some(have)) = (password, managed.password_digest.as_deref()) {
-        if want != have {
-            found.push(Change::Password {
-                digest: want.to_string(),
-            });
-        }
+    if let (Some(want), Some(have)) = (password, managed.password_digest.as_deref())
+        && want != have
+    {
+        found.push(Change::Password {
+            digest: want.to_string(),
+        });
     }
     found
 }
@@ -262,7 +267,9 @@ pub fn next_step(
                     not_converged.push(change.operation());
                 }
             }
-            Some(r) if at.is_some_and(|at| later(at.with_timezone(&Utc), REFUSAL_BACKSTOP) > now) => {
+            Some(r)
+                if at.is_some_and(|at| later(at.with_timezone(&Utc), REFUSAL_BACKSTOP) > now) =>
+            {
                 refused.get_or_insert_with(|| r.clone());
             }
             _ => {
@@ -317,9 +324,13 @@ pub fn record(
 
 /// `managed` with `record` replacing the previous record of its operation.
 pub fn with_record(mut managed: ManagedStatus, record: OperationRecord) -> ManagedStatus {
-    managed.operations.retain(|r| r.operation != record.operation);
+    managed
+        .operations
+        .retain(|r| r.operation != record.operation);
     managed.operations.push(record);
-    managed.operations.sort_by(|a, b| a.operation.cmp(&b.operation));
+    managed
+        .operations
+        .sort_by(|a, b| a.operation.cmp(&b.operation));
     managed
 }
 

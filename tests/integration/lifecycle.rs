@@ -724,7 +724,8 @@ async fn adoption_needs_own_credentials_and_an_unclaimed_instance() {
     own.spec.instance_id = Some(free_id.into());
     w.api.insert(own);
     w.run("own", 3, 61).await;
-    assert_eq!(w.sim.state().counters().applied_for("tags_action"), 1);
+    // One write for the ownership tag, one for spec.instance.tags (#13).
+    assert_eq!(w.sim.state().counters().applied_for("tags_action"), 2);
     assert_eq!(
         w.obj("own").unwrap().status.unwrap().instance_id.as_deref(),
         Some(free_id)
@@ -872,8 +873,12 @@ async fn a_throttled_create_is_not_sent_again_before_its_wait() {
         )
         .on_route("create"),
     );
-    w.api
-        .insert(managed("cache", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.api.insert(managed(
+        "cache",
+        UID,
+        DeletionPolicy::Orphan,
+        &w.sim.base_url(),
+    ));
     w.burst("cache", 6).await;
     assert_eq!(w.create_requests(), 1, "one POST, then the wait");
     w.clock.advance(TimeDelta::seconds(601));
@@ -894,8 +899,12 @@ async fn a_failing_lookup_does_not_claim_on_every_wake_up() {
         })
         .on_route("list_v2"),
     );
-    w.api
-        .insert(managed("cache", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.api.insert(managed(
+        "cache",
+        UID,
+        DeletionPolicy::Orphan,
+        &w.sim.base_url(),
+    ));
     w.burst("cache", 6).await;
     assert_eq!(w.attempt_history().len(), 1, "{:?}", w.attempt_history());
     assert_eq!(w.create_requests(), 0);
@@ -904,8 +913,12 @@ async fn a_failing_lookup_does_not_claim_on_every_wake_up() {
 #[tokio::test]
 async fn a_refused_delete_is_not_sent_again_on_every_wake_up() {
     let w = new_world().await;
-    w.api
-        .insert(managed("cache", UID, DeletionPolicy::Delete, &w.sim.base_url()));
+    w.api.insert(managed(
+        "cache",
+        UID,
+        DeletionPolicy::Delete,
+        &w.sim.base_url(),
+    ));
     w.run("cache", 3, 11).await;
     w.sim.state().inject_fault(
         Fault::always(FaultKind::Status {
@@ -919,7 +932,10 @@ async fn a_refused_delete_is_not_sent_again_on_every_wake_up() {
     w.delete("cache").await;
     w.burst("cache", 6).await;
     assert_eq!(w.sim.state().counters().requests_for("delete"), 1);
-    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("CleanupBlocked"));
+    assert_eq!(
+        w.reason("cache", "Synced").as_deref(),
+        Some("CleanupBlocked")
+    );
     // The way out still works.
     w.edit("cache", json!({"spec": {"deletionPolicy": "Orphan"}}))
         .await;
@@ -930,8 +946,12 @@ async fn a_refused_delete_is_not_sent_again_on_every_wake_up() {
 #[tokio::test]
 async fn leaving_delete_lets_the_credentials_secret_go() {
     let w = new_world().await;
-    w.api
-        .insert(managed("cache", UID, DeletionPolicy::Delete, &w.sim.base_url()));
+    w.api.insert(managed(
+        "cache",
+        UID,
+        DeletionPolicy::Delete,
+        &w.sim.base_url(),
+    ));
     w.run("cache", 3, 11).await;
     let held = w.api.get_secret(NS, "creds").unwrap().metadata.finalizers;
     assert_eq!(held.as_deref(), Some(&[IN_USE_FINALIZER.to_string()][..]));
@@ -950,8 +970,12 @@ async fn leaving_delete_lets_the_credentials_secret_go() {
 #[tokio::test]
 async fn an_instance_left_by_a_deleted_object_is_adopted_with_reclaim_from() {
     let w = new_world().await;
-    w.api
-        .insert(managed("old", UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.api.insert(managed(
+        "old",
+        UID,
+        DeletionPolicy::Orphan,
+        &w.sim.base_url(),
+    ));
     w.run("old", 2, 11).await;
     let id = w.annotation("old", INSTANCE_ID_ANNOTATION).unwrap();
     w.delete("old").await;
@@ -960,7 +984,10 @@ async fn an_instance_left_by_a_deleted_object_is_adopted_with_reclaim_from() {
     adopter.spec.instance_id = Some(id.clone());
     w.api.insert(adopter);
     w.run("new", 2, 61).await;
-    assert_eq!(w.reason("new", "Synced").as_deref(), Some("OwnershipMismatch"));
+    assert_eq!(
+        w.reason("new", "Synced").as_deref(),
+        Some("OwnershipMismatch")
+    );
     w.edit(
         "new",
         json!({"metadata": {"annotations": {RECLAIM_FROM_ANNOTATION: UID}}}),
@@ -979,8 +1006,12 @@ async fn an_instance_left_by_a_deleted_object_is_adopted_with_reclaim_from() {
 /// A managed instance created and RUNNING, with the requests cleared.
 async fn running(name: &str) -> World {
     let w = new_world().await;
-    w.api
-        .insert(managed(name, UID, DeletionPolicy::Orphan, &w.sim.base_url()));
+    w.api.insert(managed(
+        name,
+        UID,
+        DeletionPolicy::Orphan,
+        &w.sim.base_url(),
+    ));
     w.run(name, 3, 11).await;
     assert_eq!(w.reason(name, "Ready").as_deref(), Some("Running"));
     w.api.clear_requests();
@@ -1061,7 +1092,9 @@ async fn tags_change_only_what_the_operator_set() {
     let mut tags = fields["tags"].as_array().unwrap().clone();
     tags.push(json!({"key": "billing", "value": "team-a"}));
     fields.insert("tags".into(), Value::Array(tags));
-    w.sim.state().upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
+    w.sim
+        .state()
+        .upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
     w.edit(
         "cache",
         json!({"spec": {"instance": {"tags": [{"key": "team", "value": "a"}]}}}),
@@ -1071,9 +1104,18 @@ async fn tags_change_only_what_the_operator_set() {
     let tags = w.sim.state().instance(PROJECT, &id).unwrap()["tags"].clone();
     let tags = tags.as_array().unwrap();
     assert!(tags.contains(&json!({"key": "team", "value": "a"})));
-    assert!(tags.contains(&json!({"key": "billing", "value": "team-a"})), "foreign tag kept");
-    assert!(tags.contains(&json!({"key": OWNER_TAG_KEY, "value": UID})), "owner tag kept");
-    assert!(!tags.iter().any(|t| t["key"] == "env"), "the operator's old tag removed");
+    assert!(
+        tags.contains(&json!({"key": "billing", "value": "team-a"})),
+        "foreign tag kept"
+    );
+    assert!(
+        tags.contains(&json!({"key": OWNER_TAG_KEY, "value": UID})),
+        "owner tag kept"
+    );
+    assert!(
+        !tags.iter().any(|t| t["key"] == "env"),
+        "the operator's old tag removed"
+    );
     let after = w.applied("tags_action");
     assert!(after <= 2, "a delete and a create at most: {after}");
     w.run("cache", 4, 61).await;
@@ -1090,7 +1132,10 @@ async fn a_refused_resize_is_one_call_until_the_spec_changes() {
     .await;
     w.run("cache", 8, 61).await;
     assert_eq!(w.sim.state().counters().requests_for("resize"), 1);
-    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("RequestRefused"));
+    assert_eq!(
+        w.reason("cache", "Synced").as_deref(),
+        Some("RequestRefused")
+    );
     assert_eq!(w.reason("cache", "Ready").as_deref(), Some("Running"));
     w.edit(
         "cache",
@@ -1116,8 +1161,13 @@ async fn a_resize_whose_result_differs_is_not_converged_and_not_sent_again() {
     let mut fields = w.instance();
     fields.insert("capacity".into(), json!(2));
     fields.insert("spec_code".into(), json!("redis.ha.xu1.large.r2.2"));
-    fields.insert("resource_spec_code".into(), json!("redis.ha.xu1.large.r2.2"));
-    w.sim.state().upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
+    fields.insert(
+        "resource_spec_code".into(),
+        json!("redis.ha.xu1.large.r2.2"),
+    );
+    w.sim
+        .state()
+        .upsert_instance(SimInstance::new(PROJECT, fields, Vec::new()));
     w.run("cache", 6, 61).await;
     assert_eq!(w.reason("cache", "Synced").as_deref(), Some("NotConverged"));
     assert_eq!(w.sim.state().counters().requests_for("resize"), 1);
@@ -1170,7 +1220,9 @@ async fn password_rotation_is_one_reset_and_one_secret_patch() {
     api.patch(
         "pw",
         &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}})),
+        &kube::api::Patch::Merge(
+            json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}}),
+        ),
     )
     .await
     .unwrap();
@@ -1214,4 +1266,40 @@ async fn an_adopted_instance_is_never_reset() {
     w.run("own", 4, 61).await;
     assert_eq!(w.applied("reset_password"), 0);
     assert_eq!(w.reason("own", "Ready").as_deref(), Some("Running"));
+}
+
+#[tokio::test]
+async fn a_reset_answered_with_another_code_is_refused_and_the_secret_keeps_the_old_password() {
+    let w = running("cache").await;
+    w.sim
+        .state()
+        .inject_fault(Fault::times(FaultKind::reset_password_code("3"), 1));
+    let api: kube::Api<Secret> = kube::Api::namespaced(w.client.clone(), NS);
+    api.patch(
+        "pw",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}}),
+        ),
+    )
+    .await
+    .unwrap();
+    w.run("cache", 4, 61).await;
+    assert_eq!(
+        w.reason("cache", "Synced").as_deref(),
+        Some("RequestRefused")
+    );
+    assert_eq!(w.reason("cache", "Ready").as_deref(), Some("Running"));
+    assert_eq!(w.applied("reset_password"), 0);
+    assert_eq!(
+        w.sim.state().counters().requests_for("reset_password"),
+        1,
+        "not asked again for the same value"
+    );
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(
+        data["password"].0,
+        PASSWORD.as_bytes(),
+        "applications keep the working one"
+    );
 }

@@ -80,8 +80,14 @@ pub async fn converge(
         .unwrap_or_else(|| naming::default_instance_name(&gathered.namespace, &obj.name_any()));
     let changes = converge::changes(desired, &name, instance, &managed, digest.as_deref());
     let status = instance.status.as_deref().map(DcsStatus::parse);
-    let task = instance.task_running();
-    let step = next_step(changes, &managed.operations, status.as_ref(), task, ctx.shared.clock.now());
+    let task = instance.has_task();
+    let step = next_step(
+        changes,
+        &managed.operations,
+        status.as_ref(),
+        task,
+        ctx.shared.clock.now(),
+    );
     let hold_secret = digest.is_some() && managed.password_digest != digest;
     let mut converged = match step {
         Step::Converged => Converged::default(),
@@ -91,7 +97,11 @@ pub async fn converge(
             refused,
         } => report(&not_converged, refused.as_ref()),
         Step::Write(change) => {
-            let write = Write { id, change: &change, password: gathered.password.as_ref() };
+            let write = Write {
+                id,
+                change: &change,
+                password: gathered.password.as_ref(),
+            };
             return write_one(ctx, obj, gathered, managed, write).await;
         }
     };
@@ -110,10 +120,7 @@ fn not_synced(reason: &'static str, message: String, requeue: Duration) -> Conve
 }
 
 /// Nothing to write: say which writes did not converge, or which was refused.
-fn report(
-    not_converged: &[Operation],
-    refused: Option<&crate::crd::OperationRecord>,
-) -> Converged {
+fn report(not_converged: &[Operation], refused: Option<&crate::crd::OperationRecord>) -> Converged {
     if let Some(record) = refused {
         let message = format!(
             "DCS refused the {} change: {} {}; fix the spec (the change is asked again at most every 30 minutes, or at once for other values)",
@@ -121,7 +128,11 @@ fn report(
             record.code.as_deref().unwrap_or_default(),
             record.message.as_deref().unwrap_or_default(),
         );
-        return not_synced(reasons::REQUEST_REFUSED, message, converge::REFUSAL_BACKSTOP);
+        return not_synced(
+            reasons::REQUEST_REFUSED,
+            message,
+            converge::REFUSAL_BACKSTOP,
+        );
     }
     let names: Vec<&str> = not_converged.iter().map(|o| o.as_str()).collect();
     let message = format!(
@@ -164,7 +175,9 @@ async fn write_one(
         access.project_id.as_str(),
     );
     let tags = call(ctx, &access, namespace, "show_tags", || {
-        shared.dcs.show_tags(endpoint, credentials, project, write.id)
+        shared
+            .dcs
+            .show_tags(endpoint, credentials, project, write.id)
     })
     .await;
     let owned = match tags {
@@ -176,12 +189,26 @@ async fn write_one(
             "the instance {} does not carry this DcsInstance's ownership tag; nothing is changed",
             write.id
         );
-        let mut converged = not_synced(reasons::OWNERSHIP_MISMATCH, message, converge::REFUSAL_BACKSTOP);
+        let mut converged = not_synced(
+            reasons::OWNERSHIP_MISMATCH,
+            message,
+            converge::REFUSAL_BACKSTOP,
+        );
         converged.managed = Some(managed);
         return Ok(converged);
     }
     shared.check_write()?;
     let result = send(ctx, &access, namespace, &write).await;
+    // Whatever came back, the stored answer is out of date: the next reconcile
+    // reads the instance again (EXTENDING, the new port, or that nothing changed).
+    shared
+        .observations
+        .request_show(crate::controller::store::ObservationKey {
+            endpoint: access.resolved.endpoint.as_str().to_string(),
+            project_id: access.project_id.clone(),
+            credentials_fingerprint: access.fingerprint.clone(),
+            instance_id: write.id.to_string(),
+        });
     Ok(recorded(ctx, managed, &write, result))
 }
 
@@ -212,7 +239,9 @@ async fn send(
                 execute_immediately: None,
             };
             call(ctx, access, namespace, "resize_instance", || {
-                shared.dcs.resize_instance(endpoint, credentials, project, id, &body)
+                shared
+                    .dcs
+                    .resize_instance(endpoint, credentials, project, id, &body)
             })
             .await
         }
@@ -239,11 +268,15 @@ async fn send(
             };
             update(ctx, access, namespace, id, body).await
         }
-        Change::Tags { create, delete, .. } => send_tags(ctx, access, namespace, id, create, delete).await,
+        Change::Tags { create, delete, .. } => {
+            send_tags(ctx, access, namespace, id, create, delete).await
+        }
         Change::Password { .. } => {
             let password = write.password;
             call(ctx, access, namespace, "reset_password", || {
-                shared.dcs.reset_password(endpoint, credentials, project, id, password, None)
+                shared
+                    .dcs
+                    .reset_password(endpoint, credentials, project, id, password, None)
             })
             .await
             .map(|_| ())
@@ -254,7 +287,9 @@ async fn send(
         Err(Interrupted::Failed(error)) => error_outcome(error),
         Err(Interrupted::Wait(_)) => WriteOutcome::NotSent,
     };
-    shared.metrics.dcs_write(operation_label(operation), outcome);
+    shared
+        .metrics
+        .dcs_write(operation_label(operation), outcome);
     result
 }
 
@@ -298,9 +333,14 @@ async fn send_tags(
 ) -> std::result::Result<(), Interrupted> {
     let shared = &ctx.shared;
     let to_tags = |tags: &[crate::crd::AppliedTag]| -> Vec<ResourceTag> {
-        tags.iter().map(|t| ResourceTag::new(&t.key, &t.value)).collect()
+        tags.iter()
+            .map(|t| ResourceTag::new(&t.key, &t.value))
+            .collect()
     };
-    for (action, tags) in [(TagAction::Delete, to_tags(delete)), (TagAction::Create, to_tags(create))] {
+    for (action, tags) in [
+        (TagAction::Delete, to_tags(delete)),
+        (TagAction::Create, to_tags(create)),
+    ] {
         if tags.is_empty() {
             continue;
         }
@@ -334,14 +374,28 @@ fn recorded(
         Err(Interrupted::Wait(_)) => WriteOutcome::NotSent,
     };
     match (outcome, result) {
-        (_, Err(Interrupted::Failed(error))) if is_busy(&error) => {
-            not_synced_with(managed, reasons::BUSY, format!("DCS is busy: {error}"), BUSY_REQUEUE, change)
-        }
+        (_, Err(Interrupted::Failed(error))) if is_busy(&error) => not_synced_with(
+            managed,
+            reasons::BUSY,
+            format!("DCS is busy: {error}"),
+            BUSY_REQUEUE,
+            change,
+        ),
         (WriteOutcome::Refused, Err(Interrupted::Failed(error))) => {
-            warn!(operation = change.operation().as_str(), "in-place write refused: {error}");
+            warn!(
+                operation = change.operation().as_str(),
+                "in-place write refused: {error}"
+            );
             let refusal = refusal_of(&error);
-            managed = converge::with_record(managed, converge::record(change, REFUSED, now, Some(refusal)));
-            let record = managed.operations.iter().find(|r| r.operation == change.operation().as_str()).cloned();
+            managed = converge::with_record(
+                managed,
+                converge::record(change, REFUSED, now, Some(refusal)),
+            );
+            let record = managed
+                .operations
+                .iter()
+                .find(|r| r.operation == change.operation().as_str())
+                .cloned();
             let mut converged = report(&[], record.as_ref());
             converged.hold_secret = matches!(change, Change::Password { .. });
             converged.managed = Some(managed);
@@ -358,14 +412,18 @@ fn recorded(
         // never sent again for these values without a change; if DCS still differs
         // after it settles, NotConverged says so.
         (_, _) => {
-            info!(operation = change.operation().as_str(), "in-place write sent");
+            info!(
+                operation = change.operation().as_str(),
+                "in-place write sent"
+            );
             if let Change::Password { digest } = change {
                 managed.password_digest = Some(digest.clone());
             }
             if let Change::Tags { desired, .. } = change {
                 managed.tags = desired.clone();
             }
-            let managed = converge::with_record(managed, converge::record(change, ACCEPTED, now, None));
+            let managed =
+                converge::with_record(managed, converge::record(change, ACCEPTED, now, None));
             Converged {
                 managed: Some(managed),
                 requeue: Some(Duration::from_secs(10)),
@@ -392,7 +450,9 @@ fn not_synced_with(
 fn refusal_of(error: &DcsError) -> (String, String) {
     match error.api() {
         Some(api) => (
-            api.error_code.clone().unwrap_or_else(|| api.status.to_string()),
+            api.error_code
+                .clone()
+                .unwrap_or_else(|| api.status.to_string()),
             api.error_msg.clone().unwrap_or_default(),
         ),
         None => (error.reason().to_string(), error.to_string()),
@@ -401,8 +461,14 @@ fn refusal_of(error: &DcsError) -> (String, String) {
 
 fn interrupted_write(managed: ManagedStatus, interrupted: Interrupted) -> Converged {
     let (reason, message) = match interrupted {
-        Interrupted::Wait(_) => (reasons::BUSY, "waiting for this namespace's share of DCS calls".to_string()),
-        Interrupted::Failed(error) => (error.reason(), format!("reading the instance's tags: {error}")),
+        Interrupted::Wait(_) => (
+            reasons::BUSY,
+            "waiting for this namespace's share of DCS calls".to_string(),
+        ),
+        Interrupted::Failed(error) => (
+            error.reason(),
+            format!("reading the instance's tags: {error}"),
+        ),
     };
     let mut converged = not_synced(reason, message, BUSY_REQUEUE);
     converged.managed = Some(managed);

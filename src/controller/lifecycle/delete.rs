@@ -173,10 +173,16 @@ async fn send_delete(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&uid)
-        .is_some_and(|not_before| *not_before > now);
+        .filter(|(not_before, _)| *not_before > now)
+        .cloned();
     let pending = format!("deleting the instance {instance_id}; waiting for DCS to remove it");
-    if recently {
-        return Ok(waiting(obj, pending, replacing));
+    match recently {
+        Some((_, Some(refusal))) => {
+            let blocked = LifecycleProblem::CleanupBlocked { detail: refusal };
+            return Ok(Driven::lifecycle(obj, blocked, REFUSAL_BACKSTOP));
+        }
+        Some((_, None)) => return Ok(waiting(obj, pending, replacing)),
+        None => {}
     }
     shared.check_write()?;
     let namespace = obj.namespace().unwrap_or_default();
@@ -209,28 +215,38 @@ async fn send_delete(
         )),
         Err(Interrupted::Failed(error)) if outcome == WriteOutcome::Refused => {
             // Refused: not asked again for half an hour (never a loop of DELETEs).
-            not_before(shared, uid, REFUSAL_BACKSTOP);
+            let detail = format!(
+                "deleting the instance failed: {}",
+                crate::plan::error_message(&error)
+            );
+            not_before(shared, uid, REFUSAL_BACKSTOP, Some(detail.clone()));
             if replacing {
                 return replacement_refused(ctx, obj, instance_id, &error).await;
             }
-            Ok(blocked_or_wait(obj, Interrupted::Failed(error), "deleting the instance"))
+            let blocked = LifecycleProblem::CleanupBlocked { detail };
+            Ok(Driven::lifecycle(obj, blocked, REFUSAL_BACKSTOP))
         }
         Err(interrupted) => Ok(blocked_or_wait(obj, interrupted, "deleting the instance")),
         Ok(()) => {
-            not_before(shared, uid, DELETE_RESEND_AFTER);
+            not_before(shared, uid, DELETE_RESEND_AFTER, None);
             Ok(waiting(obj, pending, replacing))
         }
     }
 }
 
 /// No DELETE for this object's instance from this process for `wait`.
-fn not_before(shared: &crate::controller::Shared, uid: String, wait: Duration) {
+fn not_before(
+    shared: &crate::controller::Shared,
+    uid: String,
+    wait: Duration,
+    refusal: Option<String>,
+) {
     let until = crate::clock::later(shared.clock.now(), wait);
     shared
         .deletes_sent
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(uid, until);
+        .insert(uid, (until, refusal));
 }
 
 /// retry-create could not delete the CREATEFAILED instance: the replacement ends

@@ -57,7 +57,13 @@ fn now() -> DateTime<Utc> {
 #[test]
 fn nothing_differs_when_unmanaged_fields_are_absent() {
     let old = password_digest("uid", "old");
-    let found = changes(&desired(), "team-a-cache", &observed(), &managed(), Some(&old));
+    let found = changes(
+        &desired(),
+        "team-a-cache",
+        &observed(),
+        &managed(),
+        Some(&old),
+    );
     assert_eq!(found, []);
     assert_eq!(
         next_step(found, &[], Some(&DcsStatus::Running), false, now()),
@@ -73,7 +79,10 @@ fn capacity_compares_after_normalisation() {
     sub_gb.capacity = Some(0);
     sub_gb.capacity_minor = Some("0.125".into());
     assert_eq!(sub_gb.capacity_bytes(), Some(128 << 20));
-    assert_eq!(changes(&small, "team-a-cache", &sub_gb, &managed(), None), []);
+    assert_eq!(
+        changes(&small, "team-a-cache", &sub_gb, &managed(), None),
+        []
+    );
     let mut bigger = desired();
     bigger.capacity = Capacity::Gi4;
     bigger.spec_code = "redis.ha.xu1.large.r2.4".into();
@@ -130,12 +139,29 @@ fn port_is_its_own_change_and_tags_touch_only_what_the_operator_set() {
 #[test]
 fn the_password_resets_only_when_its_digest_changes_and_never_without_a_record() {
     let new = password_digest("uid", "new");
-    let found = changes(&desired(), "team-a-cache", &observed(), &managed(), Some(&new));
-    assert_eq!(found, [Change::Password { digest: new.clone() }]);
+    let found = changes(
+        &desired(),
+        "team-a-cache",
+        &observed(),
+        &managed(),
+        Some(&new),
+    );
+    assert_eq!(
+        found,
+        [Change::Password {
+            digest: new.clone()
+        }]
+    );
     let mut adopted = managed();
     adopted.password_digest = None;
     assert_eq!(
-        changes(&desired(), "team-a-cache", &observed(), &adopted, Some(&new)),
+        changes(
+            &desired(),
+            "team-a-cache",
+            &observed(),
+            &adopted,
+            Some(&new)
+        ),
         [],
         "without a record (adopted, status lost) the value is recorded, never reset"
     );
@@ -159,12 +185,24 @@ fn a_write_is_made_once_per_desired_value() {
     );
     let accepted = record(&resize(), ACCEPTED, now(), None);
     // Just accepted: settling, nothing else is written meanwhile.
-    let step = next_step(vec![resize(), Change::Port(1)], &[accepted.clone()], running, false, now());
+    let step = next_step(
+        vec![resize(), Change::Port(1)],
+        std::slice::from_ref(&accepted),
+        running,
+        false,
+        now(),
+    );
     assert!(matches!(step, Step::Busy(_)), "{step:?}");
     // Long after, still different: NotConverged, and no second write.
     let later_now = now() + chrono::TimeDelta::minutes(10);
     assert_eq!(
-        next_step(vec![resize()], &[accepted.clone()], running, false, later_now),
+        next_step(
+            vec![resize()],
+            std::slice::from_ref(&accepted),
+            running,
+            false,
+            later_now
+        ),
         Step::Report {
             not_converged: vec![Operation::Resize],
             refused: None
@@ -190,7 +228,13 @@ fn a_refusal_is_asked_again_only_after_the_backstop() {
         now(),
         Some(("DCS.4012".into(), "bad capacity".into())),
     );
-    let step = next_step(vec![resize()], &[refused.clone()], running, false, now());
+    let step = next_step(
+        vec![resize()],
+        std::slice::from_ref(&refused),
+        running,
+        false,
+        now(),
+    );
     assert_eq!(
         step,
         Step::Report {
@@ -219,7 +263,12 @@ fn nothing_is_written_while_dcs_is_busy() {
 
 #[test]
 fn records_replace_their_operation_and_are_bounded() {
-    let first = record(&resize(), REFUSED, now(), Some(("C".repeat(500), "m".repeat(5000))));
+    let first = record(
+        &resize(),
+        REFUSED,
+        now(),
+        Some(("C".repeat(500), "m".repeat(5000))),
+    );
     // Schema maxLength counts characters.
     assert!(first.code.as_ref().unwrap().chars().count() <= 64);
     assert!(first.message.as_ref().unwrap().chars().count() <= 512);
