@@ -882,6 +882,48 @@ async fn managed_path(env: &mut Env) {
         "exactly one instance created"
     );
 
+    step("managed: a resize is one call, then EXTENDING, then RUNNING at 4Gi");
+    let resize =
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu1.large.r2.4"}}});
+    instances
+        .patch(MANAGED, &PatchParams::default(), &Patch::Merge(&resize))
+        .await
+        .unwrap_or_else(|error| panic!("cannot resize DcsInstance {MANAGED}: {error}"));
+    let resize_delay = sim.write_config().resize_delay;
+    eventually(
+        "the managed instance to report EXTENDING",
+        resize_delay,
+        || {
+            let instances = instances.clone();
+            async move {
+                let object = instances.get(MANAGED).await.map_err(|e| e.to_string())?;
+                let status = object.status.clone().unwrap_or_default();
+                expect_eq("status.status", status.status.as_deref(), Some("EXTENDING"))
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the managed instance to be RUNNING at 4Gi",
+        resize_delay + POLL_INTERVAL * 3,
+        || {
+            let instances = instances.clone();
+            async move {
+                let object = instances.get(MANAGED).await.map_err(|e| e.to_string())?;
+                let status = object.status.clone().unwrap_or_default();
+                expect_eq("status.status", status.status.as_deref(), Some("RUNNING"))?;
+                expect_eq("status.capacity", status.capacity.as_deref(), Some("4Gi"))
+            }
+        },
+    )
+    .await;
+    let resized = sim.counters();
+    assert_eq!(
+        resized.requests_for("resize") - before.requests_for("resize"),
+        1,
+        "exactly one ResizeInstance request"
+    );
+
     step("managed: deleting the DcsInstance deletes the instance first");
     instances
         .delete(MANAGED, &DeleteParams::default())
