@@ -128,12 +128,12 @@ pub fn applied_tags(desired: &DesiredInstance) -> Vec<AppliedTag> {
     tags
 }
 
-/// Every difference between `desired` (named `name`) and `observed`, in write
-/// order. A field the spec leaves out is not managed. `password`: the digest of
-/// the password Secret's value, when there is one.
+/// Every difference between `desired` and `observed`, in write order. A field the
+/// spec leaves out is not managed (an unset `name` keeps whatever name the
+/// instance has: an adopted instance is never renamed to the default). `password`:
+/// the digest of the password Secret's value, when there is one.
 pub fn changes(
     desired: &DesiredInstance,
-    name: &str,
     observed: &Instance,
     managed: &ManagedStatus,
     password: Option<&str>,
@@ -152,7 +152,7 @@ pub fn changes(
             gigabytes: desired.capacity.gigabytes(),
         });
     }
-    if let Some(modify) = modify_change(desired, name, observed) {
+    if let Some(modify) = modify_change(desired, observed) {
         found.push(modify);
     }
     let port = desired.port.and_then(|p| u16::try_from(p).ok());
@@ -192,7 +192,7 @@ pub fn changes(
 
 /// The one modify (name, description, window, security group) that removes every
 /// difference among them; None when none differs.
-fn modify_change(desired: &DesiredInstance, name: &str, observed: &Instance) -> Option<Change> {
+fn modify_change(desired: &DesiredInstance, observed: &Instance) -> Option<Change> {
     let differs = |want: Option<&str>, have: Option<&str>| {
         want.is_some_and(|want| have.unwrap_or_default() != want)
     };
@@ -204,7 +204,8 @@ fn modify_change(desired: &DesiredInstance, name: &str, observed: &Instance) -> 
         observed.maintain_begin.as_deref() != Some(begin.as_str())
             || observed.maintain_end.as_deref() != Some(end.as_str())
     });
-    let name_differs = differs(Some(name), observed.name.as_deref());
+    let name = desired.name.as_deref();
+    let name_differs = differs(name, observed.name.as_deref());
     let description_differs = differs(
         desired.description.as_deref(),
         observed.description.as_deref(),
@@ -213,7 +214,7 @@ fn modify_change(desired: &DesiredInstance, name: &str, observed: &Instance) -> 
     let group_differs = differs(group, observed.security_group_id.as_deref());
     (name_differs || description_differs || window_differs || group_differs).then(|| {
         Change::Modify {
-            name: name_differs.then(|| name.to_string()),
+            name: name.map(str::to_string).filter(|_| name_differs),
             description: desired.description.clone().filter(|_| description_differs),
             window: window.filter(|_| window_differs),
             security_group_id: group.map(str::to_string).filter(|_| group_differs),

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::{Interrupted, call};
@@ -20,7 +19,6 @@ use crate::dcs::{DcsError, DcsStatus, SecretString};
 use crate::lifecycle::converge::{
     self, ACCEPTED, Change, Operation, REFUSED, Step, next_step, password_digest,
 };
-use crate::lifecycle::naming;
 use crate::plan::{Problem, reasons};
 
 /// How soon a busy instance is looked at again.
@@ -74,11 +72,7 @@ pub async fn converge(
     if managed.password_digest.is_none() {
         managed.password_digest = digest.clone();
     }
-    let name = desired
-        .name
-        .clone()
-        .unwrap_or_else(|| naming::default_instance_name(&gathered.namespace, &obj.name_any()));
-    let changes = converge::changes(desired, &name, instance, &managed, digest.as_deref());
+    let changes = converge::changes(desired, instance, &managed, digest.as_deref());
     let status = instance.status.as_deref().map(DcsStatus::parse);
     let task = instance.has_task();
     let step = next_step(

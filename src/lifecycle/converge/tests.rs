@@ -55,15 +55,16 @@ fn now() -> DateTime<Utc> {
 }
 
 #[test]
+fn an_unset_name_is_not_managed() {
+    let mut other = observed();
+    other.name = Some("someone-elses-name".into());
+    assert_eq!(changes(&desired(), &other, &managed(), None), []);
+}
+
+#[test]
 fn nothing_differs_when_unmanaged_fields_are_absent() {
     let old = password_digest("uid", "old");
-    let found = changes(
-        &desired(),
-        "team-a-cache",
-        &observed(),
-        &managed(),
-        Some(&old),
-    );
+    let found = changes(&desired(), &observed(), &managed(), Some(&old));
     assert_eq!(found, []);
     assert_eq!(
         next_step(found, &[], Some(&DcsStatus::Running), false, now()),
@@ -79,15 +80,12 @@ fn capacity_compares_after_normalisation() {
     sub_gb.capacity = Some(0);
     sub_gb.capacity_minor = Some("0.125".into());
     assert_eq!(sub_gb.capacity_bytes(), Some(128 << 20));
-    assert_eq!(
-        changes(&small, "team-a-cache", &sub_gb, &managed(), None),
-        []
-    );
+    assert_eq!(changes(&small, &sub_gb, &managed(), None), []);
     let mut bigger = desired();
     bigger.capacity = Capacity::Gi4;
     bigger.spec_code = "redis.ha.xu1.large.r2.4".into();
     assert_eq!(
-        changes(&bigger, "team-a-cache", &observed(), &managed(), None),
+        changes(&bigger, &observed(), &managed(), None),
         [Change::Resize {
             spec_code: "redis.ha.xu1.large.r2.4".into(),
             gigabytes: 4.0
@@ -98,12 +96,13 @@ fn capacity_compares_after_normalisation() {
 #[test]
 fn one_modify_carries_only_what_differs() {
     let mut want = desired();
+    want.name = Some("renamed".into());
     want.description = Some("orders".into());
     want.maintenance_window = Some(MaintenanceWindow {
         begin: "02:00:00".into(),
         end: "06:00:00".into(),
     });
-    let found = changes(&want, "renamed", &observed(), &managed(), None);
+    let found = changes(&want, &observed(), &managed(), None);
     assert_eq!(
         found,
         [Change::Modify {
@@ -123,7 +122,7 @@ fn port_is_its_own_change_and_tags_touch_only_what_the_operator_set() {
         key: "team".into(),
         value: "a".into(),
     }];
-    let found = changes(&want, "team-a-cache", &observed(), &managed(), None);
+    let found = changes(&want, &observed(), &managed(), None);
     assert_eq!(found[0], Change::Port(6380));
     match &found[1] {
         Change::Tags { create, delete, .. } => {
@@ -139,13 +138,7 @@ fn port_is_its_own_change_and_tags_touch_only_what_the_operator_set() {
 #[test]
 fn the_password_resets_only_when_its_digest_changes_and_never_without_a_record() {
     let new = password_digest("uid", "new");
-    let found = changes(
-        &desired(),
-        "team-a-cache",
-        &observed(),
-        &managed(),
-        Some(&new),
-    );
+    let found = changes(&desired(), &observed(), &managed(), Some(&new));
     assert_eq!(
         found,
         [Change::Password {
@@ -155,13 +148,7 @@ fn the_password_resets_only_when_its_digest_changes_and_never_without_a_record()
     let mut adopted = managed();
     adopted.password_digest = None;
     assert_eq!(
-        changes(
-            &desired(),
-            "team-a-cache",
-            &observed(),
-            &adopted,
-            Some(&new)
-        ),
+        changes(&desired(), &observed(), &adopted, Some(&new)),
         [],
         "without a record (adopted, status lost) the value is recorded, never reset"
     );
