@@ -39,11 +39,16 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Query one DCS instance and print what the API says about it: the first thing to
-    /// run to check credentials. Credentials come from HUAWEICLOUD_SDK_AK,
-    /// HUAWEICLOUD_SDK_SK and HUAWEICLOUD_SDK_SECURITY_TOKEN, or HUAWEICLOUD_AUTH_TOKEN.
+    /// run to check credentials. Credentials come from the same chain as the
+    /// operator's own: --credentials-dir, then HUAWEICLOUD_OIDC_*, HUAWEICLOUD_SDK_AK/SK
+    /// (or HUAWEICLOUD_SDK_IDP_ID + HUAWEICLOUD_SDK_ID_TOKEN_FILE, or
+    /// HUAWEICLOUD_AUTH_TOKEN), the profile file, ECS metadata
+    /// (--credentials-from-metadata), CCE Pod Identity (HC_CONTAINER_*).
     Query(QueryArgs),
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
     Run(RunArgs),
@@ -68,9 +73,10 @@ pub struct QueryArgs {
     /// Full endpoint URL instead of a region (another partition or a simulator).
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Project ID (32 hex characters) of the region.
+    /// Project ID (32 hex characters) of the region; default: the one the
+    /// credentials name (a credentials directory's or profile's project id).
     #[arg(long, env = "HUAWEICLOUD_SDK_PROJECT_ID")]
-    pub project_id: String,
+    pub project_id: Option<String>,
     /// The DCS instance ID.
     #[arg(long)]
     pub instance_id: String,
@@ -82,6 +88,19 @@ pub struct QueryArgs {
     /// Give up on a request after this long (h, m, s units).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// Credentials from a directory, one file per key (as `run --credentials-dir`);
+    /// first in the chain when given.
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
+    /// IAM endpoint for the identity-provider exchange (default: the region's).
+    #[arg(long)]
+    pub iam_endpoint: Option<String>,
+    /// STS endpoint for assume-agency-with-OIDC (default: the region's).
+    #[arg(long)]
+    pub sts_endpoint: Option<String>,
+    /// Also try ECS metadata (the node's agency) in the chain.
+    #[arg(long, default_value_t = false)]
+    pub credentials_from_metadata: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -97,9 +116,40 @@ pub struct RunArgs {
     pub default_poll_interval: std::time::Duration,
     /// The operator's own credentials: a mounted Secret, one file per key
     /// (accessKey, secretKey, securityToken, projectId or authToken), re-read on use.
-    /// Without it, HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID are used if set.
+    /// Without it, the Huawei Cloud SDK's chain: HUAWEICLOUD_OIDC_*, then
+    /// HUAWEICLOUD_SDK_IDP_ID + HUAWEICLOUD_SDK_ID_TOKEN_FILE or
+    /// HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID, then the profile file, then
+    /// ECS metadata (--credentials-from-metadata), then CCE Pod Identity.
     #[arg(long)]
     pub credentials_dir: Option<PathBuf>,
+    /// IAM endpoint the operator's own ID token is exchanged at (identity-provider
+    /// federation), when neither the profile's iam_endpoint nor
+    /// HUAWEICLOUD_SDK_IAM_ENDPOINT names one. Default: https://iam.REGION.myhuaweicloud.com
+    /// of --default-region.
+    #[arg(long)]
+    pub iam_endpoint: Option<String>,
+    /// STS endpoint for assume-agency-with-OIDC (wins over
+    /// HUAWEICLOUD_SDK_STS_ENDPOINT). Default: https://sts.REGION.myhuaweicloud.com of
+    /// --default-region.
+    #[arg(long)]
+    pub sts_endpoint: Option<String>,
+    /// Let the chain use ECS metadata (the node's agency, shared by every pod on the
+    /// node) for the operator's own credentials. Off: metadata is never asked.
+    #[arg(long, default_value_t = false)]
+    pub credentials_from_metadata: bool,
+    /// Namespaces whose DcsInstances may use spec.identity (workload identity): the
+    /// operator mints ServiceAccount tokens only there (comma-separated or repeated).
+    /// Empty: none.
+    #[arg(long, value_delimiter = ',')]
+    pub identity_namespaces: Vec<String>,
+    /// The audience of the ServiceAccount tokens minted for spec.identity (the IdP's
+    /// client id); never the API server's own.
+    #[arg(long)]
+    pub identity_audience: Option<String>,
+    /// Endpoints besides the region endpoints that may receive temporary credentials
+    /// obtained through spec.identity (comma-separated or repeated; e.g. a simulator).
+    #[arg(long, value_delimiter = ',')]
+    pub identity_endpoints: Vec<String>,
     /// Namespaces whose DcsInstances may use the operator's own credentials
     /// (comma-separated or repeated). Empty: none.
     #[arg(long, value_delimiter = ',')]

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::cli::{OutputFormat, QueryArgs};
 use crate::clock::SystemClock;
-use crate::dcs::{ClientConfig, Credentials, DcsClient, DcsError, Endpoint};
+use crate::controller::secrets::FoundCredentials;
+use crate::dcs::chain::{self, ChainCredentials, ChainError, ChainOptions, RefreshPolicy};
+use crate::dcs::{ClientConfig, DcsClient, DcsError, Endpoint};
 
 /// Exit codes of `dcs-operator query`, documented in docs/dcs-api.md.
 pub mod exit {
@@ -108,13 +110,6 @@ async fn query(
             return Ok(exit::USAGE);
         }
     };
-    let credentials = match Credentials::from_env(env) {
-        Ok(credentials) => credentials,
-        Err(e) => {
-            writeln!(err, "error: {e}")?;
-            return Ok(exit::USAGE);
-        }
-    };
     let mut config = ClientConfig {
         timeout: args.timeout,
         ..ClientConfig::default()
@@ -128,6 +123,20 @@ async fn query(
             }
         }
     }
+    let found = match credentials(args, env, &config).await {
+        Ok(found) => found,
+        Err((code, message)) => {
+            writeln!(err, "error: {message}")?;
+            return Ok(code);
+        }
+    };
+    let Some(project_id) = args.project_id.clone().or(found.project_id) else {
+        writeln!(
+            err,
+            "error: no project id: give --project-id (or HUAWEICLOUD_SDK_PROJECT_ID), or credentials that name one"
+        )?;
+        return Ok(exit::USAGE);
+    };
     let client = match DcsClient::new(config, Arc::new(SystemClock)) {
         Ok(client) => client,
         Err(e) => {
@@ -136,7 +145,12 @@ async fn query(
         }
     };
     match client
-        .show_instance(&endpoint, &credentials, &args.project_id, &args.instance_id)
+        .show_instance(
+            &endpoint,
+            &found.credentials,
+            &project_id,
+            &args.instance_id,
+        )
         .await
     {
         Ok(answer) => {
@@ -161,4 +175,40 @@ async fn query(
             Ok(exit_code(&error))
         }
     }
+}
+
+/// The credentials of the operator's chain, as `run` would get them (the region
+/// given picks the IAM and STS hosts). Errors: the exit code and one sentence.
+async fn credentials(
+    args: &QueryArgs,
+    env: impl Fn(&str) -> Option<String>,
+    config: &ClientConfig,
+) -> Result<FoundCredentials, (i32, String)> {
+    let options = ChainOptions {
+        credentials_dir: args.credentials_dir.clone(),
+        iam_endpoint: args.iam_endpoint.clone(),
+        sts_endpoint: args.sts_endpoint.clone(),
+        region: args.region.clone(),
+        from_metadata: args.credentials_from_metadata,
+        ..ChainOptions::default()
+    };
+    let usage = |message: String| (exit::USAGE, message);
+    let provider = chain::select(env, |path| chain::read_bounded(path).ok(), &options)
+        .map_err(|e| usage(e.to_string()))?
+        .ok_or_else(|| usage(chain::NOTHING_CONFIGURED.to_string()))?;
+    let exchanges = chain::HttpExchanges::new(config).map_err(usage)?;
+    let chain = ChainCredentials::new(
+        provider,
+        Arc::new(exchanges),
+        Arc::new(SystemClock),
+        RefreshPolicy::default(),
+    );
+    chain.get().await.map_err(|error| match error {
+        // The cloud refused (or could not be reached for) the exchange.
+        ChainError::Exchange {
+            unavailable: true, ..
+        } => (exit::UNAVAILABLE, error.to_string()),
+        ChainError::Exchange { .. } => (exit::AUTH, error.to_string()),
+        other => usage(other.to_string()),
+    })
 }

@@ -19,6 +19,7 @@ use crate::controller::secrets::{
 use crate::controller::shared::LifecycleOptions;
 use crate::controller::{self, Shared};
 use crate::crd::{GROUP, VERSION};
+use crate::dcs::chain::{self, ChainOptions};
 use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
@@ -42,30 +43,34 @@ pub async fn check_api_served(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// The operator's own credentials from --credentials-dir or the SDK variables.
-fn default_credentials(args: &RunArgs) -> anyhow::Result<Option<DefaultCredentials>> {
-    let namespaces = Some(args.default_credentials_namespaces.clone());
-    if let Some(dir) = &args.credentials_dir {
-        return Ok(Some(DefaultCredentials {
-            source: DefaultCredentialsSource::Directory(dir.clone()),
-            namespaces,
-            for_operator_default_endpoint: false,
-        }));
+/// What the command line adds to the chain.
+pub fn chain_options(args: &RunArgs) -> ChainOptions {
+    ChainOptions {
+        credentials_dir: args.credentials_dir.clone(),
+        iam_endpoint: args.iam_endpoint.clone(),
+        sts_endpoint: args.sts_endpoint.clone(),
+        region: args.default_region.clone(),
+        from_metadata: args.credentials_from_metadata,
+        ..ChainOptions::default()
     }
-    match Credentials::from_env(|name| std::env::var(name).ok()) {
-        Ok(credentials) => Ok(Some(DefaultCredentials {
-            source: DefaultCredentialsSource::Static(FoundCredentials {
-                credentials,
-                project_id: std::env::var("HUAWEICLOUD_SDK_PROJECT_ID")
-                    .ok()
-                    .filter(|p| !p.is_empty()),
-            }),
-            namespaces,
-            for_operator_default_endpoint: false,
-        })),
-        Err(crate::dcs::CredentialsError::Missing) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
+}
+
+/// The operator's own credentials: the SDK's chain, `--credentials-dir` first. A
+/// provider that is configured but incomplete stops the start.
+fn default_credentials(
+    args: &RunArgs,
+    config: &ClientConfig,
+    clock: SharedClock,
+) -> anyhow::Result<Option<DefaultCredentials>> {
+    let exchanges = chain::HttpExchanges::new(config)
+        .map_err(|e| anyhow::anyhow!("cannot build the IAM client: {e}"))?;
+    let chain = chain::from_process(&chain_options(args), Arc::new(exchanges), clock)
+        .context("the operator's own credentials")?;
+    Ok(chain.map(|chain| DefaultCredentials {
+        source: DefaultCredentialsSource::Chain(Arc::new(chain)),
+        namespaces: Some(args.default_credentials_namespaces.clone()),
+        for_operator_default_endpoint: false,
+    }))
 }
 
 /// Everything `run` starts, for the binary and for in-process tests (e2e).
@@ -84,13 +89,17 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         config.extra_root_certificates_pem =
             Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?);
     }
+    // Demo mode uses the simulator's keys: the chain is not consulted.
+    let mut default_credentials = match &args.simulator {
+        Some(_) => None,
+        None => default_credentials(args, &config, clock.clone())?,
+    };
     let dcs = DcsClient::new(config, clock.clone())?;
     let mut defaults = SpecDefaults {
         region: args.default_region.clone(),
         endpoint: None,
         poll_interval: args.default_poll_interval,
     };
-    let mut default_credentials = default_credentials(args)?;
     let mut cloud_origins = Vec::new();
     let mut manage_namespaces = Some(args.default_credentials_manage_namespaces.clone());
     let simulator = match &args.simulator {

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -17,6 +17,7 @@ use super::budget::ApiBudget;
 use super::resolve::EndpointSource;
 use super::{Error, Result};
 use crate::crd::DcsInstanceSpec;
+use crate::dcs::chain::{ChainCredentials, ChainError};
 use crate::dcs::{Credentials, SecretString};
 use crate::plan::{CredentialsProblem, PasswordProblem};
 
@@ -44,7 +45,7 @@ fn valid_token(token: &str) -> bool {
 }
 
 /// A project id as the CRD accepts it in `spec.projectId`: 32 lower-case hex digits.
-fn valid_project_id(project_id: &str) -> bool {
+pub fn valid_project_id(project_id: &str) -> bool {
     project_id.len() == 32
         && project_id
             .bytes()
@@ -137,10 +138,14 @@ fn secret_text(secret: &Secret, key: &str) -> Option<String> {
 /// The operator's own credentials, for DcsInstances without credentialsSecretRef.
 #[derive(Debug, Clone)]
 pub enum DefaultCredentialsSource {
-    /// Fixed at start (environment variables, or the demo simulator's keys).
+    /// Fixed at start (the demo simulator's keys).
     Static(FoundCredentials),
     /// A mounted Secret, one file per key, re-read on use so a rotation is picked up.
     Directory(PathBuf),
+    /// The SDK's credential chain (`crate::dcs::chain`): `--credentials-dir`, OIDC
+    /// STS, the environment, the profile, ECS metadata, CCE Pod Identity; exchanged
+    /// credentials are cached and refreshed before they expire.
+    Chain(Arc<ChainCredentials>),
 }
 
 #[derive(Debug, Clone)]
@@ -153,14 +158,32 @@ pub struct DefaultCredentials {
 }
 
 impl DefaultCredentials {
-    fn load(&self) -> Result<FoundCredentials, CredentialsProblem> {
+    /// The credentials to sign with now. The chain's exchanges are cached, one at a
+    /// time, and back off after a failure, so this is cheap however often it runs.
+    pub async fn load(&self) -> Result<FoundCredentials, CredentialsProblem> {
         match &self.source {
             DefaultCredentialsSource::Static(found) => Ok(found.clone()),
             DefaultCredentialsSource::Directory(dir) => parse_credentials(
-                |key| std::fs::read_to_string(dir.join(key)).ok(),
+                |key| crate::dcs::chain::read_bounded(&dir.join(key)).ok(),
                 &format!("the operator's credentials directory {}", dir.display()),
             ),
+            DefaultCredentialsSource::Chain(chain) => chain.get().await.map_err(chain_problem),
         }
+    }
+}
+
+/// Why the chain gave nothing, as a credentials problem on the DcsInstance. Keys that
+/// do not parse keep their own problem (and reason); a failed exchange or an
+/// unreadable file says which provider failed and why (never a secret).
+// TODO(identity): a dedicated CredentialsProblem for a failed exchange (reason
+// IdentityExchangeFailed) belongs in plan/problems.rs; until then it reads as
+// CredentialsNotFound with the provider's error in the message.
+fn chain_problem(error: ChainError) -> CredentialsProblem {
+    match error {
+        ChainError::Credentials(problem) => problem,
+        other => CredentialsProblem::NoKeys {
+            origin: format!("the operator's own credentials ({other}), so it"),
+        },
     }
 }
 
@@ -197,7 +220,7 @@ impl CredentialsResolver {
         metadata: Option<&Store<PartialObjectMeta<Secret>>>,
     ) -> Result<CredentialsLookup> {
         let Some(reference) = &spec.credentials_secret_ref else {
-            return Ok(self.defaults_for(namespace, endpoint_source));
+            return Ok(self.defaults_for(namespace, endpoint_source).await);
         };
         let cache_key = (namespace.to_string(), reference.name.clone());
         let known_version = known_version(metadata, namespace, &reference.name);
@@ -246,7 +269,11 @@ impl CredentialsResolver {
         Ok(parsed)
     }
 
-    fn defaults_for(&self, namespace: &str, endpoint_source: &EndpointSource) -> CredentialsLookup {
+    async fn defaults_for(
+        &self,
+        namespace: &str,
+        endpoint_source: &EndpointSource,
+    ) -> CredentialsLookup {
         let Some(defaults) = &self.defaults else {
             return Err(CredentialsProblem::NoDefaults);
         };
@@ -265,7 +292,7 @@ impl CredentialsResolver {
                 namespace.to_string(),
             ));
         }
-        defaults.load()
+        defaults.load().await
     }
 
     /// Forgets (and drops the secret material of) every cached Secret no live
@@ -447,8 +474,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn defaults_only_where_allowed() {
+    #[tokio::test]
+    async fn defaults_only_where_allowed() {
         let found = FoundCredentials {
             credentials: Credentials::access_key("AK", "SK", None),
             project_id: None,
@@ -461,26 +488,31 @@ mod tests {
         assert!(
             resolver
                 .defaults_for("team-a", &EndpointSource::Region)
+                .await
                 .is_ok()
         );
         assert!(
             resolver
                 .defaults_for("team-b", &EndpointSource::Region)
+                .await
                 .is_err()
         );
         assert!(
             resolver
                 .defaults_for("team-a", &EndpointSource::UserSupplied)
+                .await
                 .is_err()
         );
         assert!(
             resolver
                 .defaults_for("team-a", &EndpointSource::OperatorDefault)
+                .await
                 .is_err()
         );
         assert!(
             CredentialsResolver::new(None)
                 .defaults_for("team-a", &EndpointSource::Region)
+                .await
                 .is_err()
         );
     }

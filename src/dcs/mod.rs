@@ -1,6 +1,7 @@
 //! Everything that talks to the Huawei Cloud DCS API, or pretends to be it.
 
 pub mod bounded;
+pub mod chain;
 pub mod client;
 pub mod credentials;
 pub mod error;
