@@ -198,6 +198,8 @@ pub struct OidcSts {
 /// IAM identity-provider federation: ID token -> federated token -> temporary keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Federal {
+    /// Which provider configured it (the environment or the profile), for errors.
+    pub provider: &'static str,
     pub idp_id: String,
     pub id_token_file: PathBuf,
     pub project_id: Option<String>,
@@ -584,6 +586,7 @@ fn select_env(
     match (read_env(env, ENV_IDP_ID), read_env(env, ENV_ID_TOKEN_FILE)) {
         (Some(idp_id), Some(file)) => {
             return Ok(Some(KeysOrFederal::Federal(Federal {
+                provider: p,
                 idp_id,
                 id_token_file: PathBuf::from(file),
                 project_id: project()?,
@@ -736,6 +739,7 @@ pub fn parse_profile(text: &str, profile: &Profile) -> Result<KeysOrFederal, Cha
                 None => profile.iam_fallback.endpoint.clone(),
             };
             return Ok(KeysOrFederal::Federal(Federal {
+                provider: p,
                 idp_id,
                 id_token_file: PathBuf::from(file),
                 project_id: project,
@@ -1078,6 +1082,12 @@ impl ChainCredentials {
 
     pub fn provider(&self) -> &Provider {
         &self.provider
+    }
+
+    /// A stable name for these credentials that does not change when temporary keys
+    /// are refreshed (no secret in it): for keying state that must survive a refresh.
+    pub fn identity(&self) -> String {
+        format!("default:{}", self.provider.describe())
     }
 
     /// Credentials to sign with now, and the project id the provider names.
