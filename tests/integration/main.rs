@@ -10,6 +10,7 @@ mod docs;
 mod fake_apiserver;
 mod hostile;
 mod hostile_process;
+mod iam;
 mod lifecycle;
 mod model;
 mod operations;
