@@ -10,6 +10,7 @@ mod docs;
 mod fake_apiserver;
 mod hostile;
 mod hostile_process;
+mod iam;
 mod identity;
 mod lifecycle;
 mod model;
