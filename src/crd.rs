@@ -45,6 +45,7 @@ const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
     validation = Rule::new("!(has(self.region) && has(self.endpoint))").message("set at most one of region and endpoint"),
     validation = Rule::new("has(self.connectionSecret) == has(oldSelf.connectionSecret) && (!has(self.connectionSecret) || self.connectionSecret == oldSelf.connectionSecret)").message("connectionSecret is immutable: it cannot be added, changed or removed after creation"),
     validation = Rule::new("(has(self.managementPolicy) && self.managementPolicy == 'Manage') || has(self.instanceId)").message("instanceId is required unless managementPolicy is Manage"),
+    validation = Rule::new("!(has(self.identity) && has(self.credentialsSecretRef))").message("set at most one of identity and credentialsSecretRef"),
     validation = Rule::new("!has(oldSelf.instanceId) || has(self.instanceId)").message("instanceId cannot be removed once set"),
     validation = Rule::new("!has(self.deletionPolicy) || self.deletionPolicy == 'Orphan' || (has(self.managementPolicy) && self.managementPolicy == 'Manage')").message("deletionPolicy Delete requires managementPolicy Manage"),
     validation = Rule::new("!(has(self.managementPolicy) && self.managementPolicy == 'Manage') || has(self.instance)").message("instance is required when managementPolicy is Manage"),
@@ -108,6 +109,13 @@ pub struct DcsInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<LocalSecretReference>,
 
+    /// Keyless access through a ServiceAccount of this namespace (workload
+    /// identity): the operator mints its token and exchanges it with IAM/STS for
+    /// short-lived credentials. Exclusive with credentialsSecretRef; counts as the
+    /// DcsInstance's own credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<WorkloadIdentity>,
+
     /// The cache password, copied into the connection Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyReference>,
@@ -122,6 +130,42 @@ pub struct DcsInstanceSpec {
     #[schemars(length(max = duration::MAX_LENGTH), regex(pattern = duration::PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("pollInterval must be at least 10s"))]
     pub poll_interval: Option<String>,
+}
+
+/// Workload identity: a ServiceAccount of the DcsInstance's namespace, and the
+/// cloud identity its token is exchanged for (exactly one of idpId, or agencyUrn
+/// with providerUrn).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.idpId) != (has(self.agencyUrn) || has(self.providerUrn))").message("set exactly one of idpId, or agencyUrn with providerUrn"),
+    validation = Rule::new("has(self.agencyUrn) == has(self.providerUrn)").message("agencyUrn and providerUrn go together"),
+)]
+pub struct WorkloadIdentity {
+    /// The ServiceAccount (in this namespace) whose token is exchanged; it must
+    /// carry the label dcs.operator.dev/identity: "true".
+    #[schemars(length(min = 1, max = 253), regex(pattern = NAME_PATTERN))]
+    pub service_account_name: String,
+    /// IAM identity provider (federation with an OIDC ID token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub idp_id: Option<String>,
+    /// IAM5 trust agency, e.g. iam::<account id>:agency:<name>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[\x21-\x7e]+$"))]
+    pub agency_urn: Option<String>,
+    /// IAM5 OIDC provider, e.g. iam::<account id>:oidc-provider:<name>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1500), regex(pattern = r"^[\x21-\x7e]+$"))]
+    pub provider_urn: Option<String>,
+    /// Project ID (32 hex characters), when spec.projectId is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub project_id: Option<String>,
+    /// Lifetime asked for the temporary credentials (900 to 43200 s; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 900, max = 43200))]
+    pub duration_seconds: Option<i32>,
 }
 
 /// A Secret in the same namespace, by name.

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::cli::SimulateArgs;
 use crate::clock::SystemClock;
-use crate::dcs::sim::{SimConfig, Simulator, WriteConfig, load_instances, load_write_config};
+use crate::dcs::sim::{
+    IdentityConfig, SimConfig, Simulator, WriteConfig, load_identity_config, load_instances,
+    load_write_config,
+};
 use crate::duration;
 
 /// The write-side settings: defaults, then the instance file's `settings`, then flags.
@@ -40,6 +43,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let writes = write_config(&args)?;
+    let identity = match &args.instances {
+        Some(path) => load_identity_config(path)?,
+        None => IdentityConfig::default(),
+    };
+    let identity_summary = identity.is_enabled().then(|| {
+        format!(
+            "  identity: {} IdP(s), {} OIDC provider(s), {} Pod Identity token(s) (IAM/STS routes on this listener)",
+            identity.idps.len(),
+            identity.oidc_providers.len(),
+            identity.pod_identity.len()
+        )
+    });
     let count = instances.len();
     let access_key = match (args.access_key, args.secret_key, &args.auth_token) {
         (Some(ak), Some(sk), _) => Some((ak, sk)),
@@ -59,6 +74,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         rate_limit_per_second: args.rate_limit,
         instances,
         writes: writes.clone(),
+        identity,
     };
     let handle = Simulator::start(config, args.listen, Arc::new(SystemClock)).await?;
     println!("DCS simulator listening on {}", handle.base_url());
@@ -84,6 +100,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     if args.auth_token.is_some() {
         println!("  X-Auth-Token accepted (the value given with --auth-token)");
+    }
+    if let Some(summary) = identity_summary {
+        println!("{summary}");
     }
     println!(
         "  admin API: {}/_sim/ (instances, faults, counters)",

@@ -103,6 +103,22 @@ pub fn gate_key(
     }
 }
 
+/// The gate for calls to `endpoint` as a stable principal (a workload identity,
+/// whose temporary keys rotate: its budget must not restart at each refresh).
+pub fn gate_key_for(endpoint: &Endpoint, principal: &str, cloud_origins: &[String]) -> GateKey {
+    let origin = endpoint.origin();
+    let scope = if endpoint.is_region_host() || cloud_origins.contains(&origin) {
+        GateScope::Cloud
+    } else {
+        GateScope::Origin(origin.clone())
+    };
+    GateKey {
+        scope,
+        principal: principal.to_string(),
+        origin,
+    }
+}
+
 /// What one admission took: the half-open probe, or the one unproven call at a time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ticket {

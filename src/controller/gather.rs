@@ -21,7 +21,7 @@ use super::{Context, Error, Result};
 use crate::connection_secret::{Owner, controller_uid};
 use crate::crd::DcsInstance;
 use crate::dcs::{Credentials, SecretString};
-use crate::plan::{self, Observation, PlanInput, Problem, SpecProblem};
+use crate::plan::{self, CredentialsProblem, Observation, PlanInput, Problem, SpecProblem};
 
 /// The connection Secret as reconcile found it. Its Debug names the Secret, never
 /// its data.
@@ -278,6 +278,9 @@ async fn access_with(
     resolved: Resolved,
 ) -> Result<Accessed> {
     let shared = &ctx.shared;
+    if let Some(identity) = &obj.spec.identity {
+        return Ok(identity_access(ctx, obj, namespace, identity, resolved).await);
+    }
     let found = shared
         .credentials
         .resolve(
@@ -311,6 +314,55 @@ async fn access_with(
     }))
 }
 
+/// Access through a workload identity: its temporary credentials, keyed (store,
+/// batch group, gate) by the stable identity, not by keys that rotate.
+async fn identity_access(
+    ctx: &Context,
+    obj: &DcsInstance,
+    namespace: &str,
+    identity: &crate::crd::WorkloadIdentity,
+    resolved: Resolved,
+) -> Accessed {
+    let shared = &ctx.shared;
+    let Some(identities) = shared.identities.as_ref() else {
+        return Err(Problem::Credentials(CredentialsProblem::TokenRequestFailed(
+            "this operator is not configured for workload identity (--identity-namespaces, --identity-audience)".into(),
+        )));
+    };
+    let Some(project_id) = obj
+        .spec
+        .project_id
+        .as_ref()
+        .or(identity.project_id.as_ref())
+    else {
+        return Err(Problem::InvalidSpec(SpecProblem::NoProjectId));
+    };
+    let uid = obj.uid().unwrap_or_default();
+    let found = identities
+        .credentials(
+            &shared.client,
+            namespace,
+            &uid,
+            identity,
+            &resolved.endpoint,
+        )
+        .await
+        .map_err(Problem::Credentials)?;
+    let gate = budget::gate_key_for(
+        &resolved.endpoint,
+        &found.fingerprint,
+        &shared.cloud_origins,
+    );
+    Ok(Access {
+        project_id: project_id.clone(),
+        own_credentials: true,
+        fingerprint: found.fingerprint,
+        gate,
+        credentials: found.credentials,
+        resolved,
+    })
+}
+
 /// The observation of `instance_id` for an object whose access is known.
 async fn observe_with_credentials(
     ctx: &Context,
@@ -334,6 +386,8 @@ async fn observe_with_credentials(
         project_id: &access.project_id,
         uid,
         instance_id,
+        fingerprint: &access.fingerprint,
+        gate: &access.gate,
     };
     Ok(observe(ctx, obj, target).await)
 }
@@ -354,6 +408,10 @@ struct Target<'a> {
     project_id: &'a str,
     uid: &'a str,
     instance_id: &'a str,
+    /// The stable key of the credentials (a workload identity's survives the
+    /// rotation of its temporary keys).
+    fingerprint: &'a str,
+    gate: &'a budget::GateKey,
 }
 
 /// The observation to plan with: the stored one while it is fresh, else a
@@ -368,17 +426,18 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         project_id,
         uid,
         instance_id,
+        fingerprint,
+        gate,
     } = target;
     let key = ObservationKey {
         endpoint: resolved.endpoint.as_str().to_string(),
         project_id: project_id.to_string(),
-        // A SHA-256 over the credentials: computed once per reconcile, used as the
-        // store key, the batch group and the gate's proof of which secret worked.
-        credentials_fingerprint: credentials.fingerprint(),
+        // A SHA-256 over the credentials (or the workload identity): computed once
+        // per reconcile, used as the store key, the batch group and the gate's
+        // proof of which secret worked.
+        credentials_fingerprint: fingerprint.to_string(),
         instance_id: instance_id.to_string(),
     };
-    let fingerprint = key.credentials_fingerprint.as_str();
-    let gate = budget::gate_key(&resolved.endpoint, credentials, &shared.cloud_origins);
     shared.observations.bind(uid, &key);
     if shared.batching {
         shared.batch.register(
@@ -386,7 +445,7 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
             Registration {
                 uid,
                 namespace,
-                gate: &gate,
+                gate,
                 object: ObjectRef::from_obj(obj),
                 endpoint: &resolved.endpoint,
                 project_id,
@@ -410,7 +469,7 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         _ => {}
     }
     let target = CallTarget {
-        gate: &gate,
+        gate,
         fingerprint,
         namespace,
         operation: "show_instance",

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod budget;
 pub mod dcs_call;
 pub mod gather;
+pub mod identity;
 pub mod lifecycle;
 pub mod resolve;
 pub mod runner;

@@ -173,14 +173,20 @@ impl DefaultCredentials {
 }
 
 /// Why the chain gave nothing, as a credentials problem on the DcsInstance. Keys that
-/// do not parse keep their own problem (and reason); a failed exchange or an
-/// unreadable file says which provider failed and why (never a secret).
-// TODO(identity): a dedicated CredentialsProblem for a failed exchange (reason
-// IdentityExchangeFailed) belongs in plan/problems.rs; until then it reads as
-// CredentialsNotFound with the provider's error in the message.
+/// do not parse keep their own problem (and reason); a failed exchange is
+/// IdentityExchangeFailed with the cloud's code and message; an incomplete source or
+/// an unreadable file is CredentialsNotFound naming it. Never a secret.
 fn chain_problem(error: ChainError) -> CredentialsProblem {
     match error {
         ChainError::Credentials(problem) => problem,
+        ChainError::Exchange {
+            provider,
+            endpoint,
+            detail,
+            ..
+        } => CredentialsProblem::IdentityExchangeFailed(format!(
+            "the operator's own credentials ({provider}) at {endpoint}: {detail}"
+        )),
         other => CredentialsProblem::NoKeys {
             origin: format!("the operator's own credentials ({other}), so it"),
         },

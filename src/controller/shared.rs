@@ -66,10 +66,11 @@ pub struct Shared {
     pub(super) concurrency: u16,
     /// Who may create and delete, and how long a lost create is looked up.
     pub(super) lifecycle: LifecycleOptions,
-    /// uid -> when this process last sent a DELETE for that object's instance: a
-    /// delete in progress is waited for, not sent again every requeue.
-    /// The value: no DELETE before then, and the refusal's message when DCS refused
-    /// (shown as CleanupBlocked meanwhile).
+    /// Workload identities (spec.identity); None when the operator has none set up.
+    pub(super) identities: Option<Arc<super::identity::Identities>>,
+    /// uid -> no DELETE for that object's instance from this process before then
+    /// (a delete in progress is waited for, not sent again every requeue), and the
+    /// refusal's message when DCS refused (shown as CleanupBlocked meanwhile).
     pub(super) deletes_sent: Mutex<HashMap<String, DeleteWait>>,
     /// uid -> (no new create attempt before, failures in a row): a claim whose
     /// lookup failed, or a throttled create, is not claimed again at once (the
@@ -118,6 +119,7 @@ pub struct SharedBuilder {
     concurrency: u16,
     metrics: MetricsOptions,
     lifecycle: LifecycleOptions,
+    identities: Option<Arc<super::identity::Identities>>,
 }
 
 impl SharedBuilder {
@@ -173,6 +175,11 @@ impl SharedBuilder {
         self
     }
 
+    pub fn identities(mut self, identities: Arc<super::identity::Identities>) -> Self {
+        self.identities = Some(identities);
+        self
+    }
+
     pub fn build(self) -> Shared {
         let observations = Arc::new(ObservationStore::default());
         let instances = Arc::new(InstanceView::new(observations.clone()));
@@ -204,6 +211,7 @@ impl SharedBuilder {
             lifecycle: self.lifecycle,
             deletes_sent: Mutex::default(),
             claim_waits: Mutex::default(),
+            identities: self.identities,
         }
     }
 }
@@ -233,6 +241,7 @@ impl Shared {
             concurrency: 32,
             metrics: MetricsOptions::default(),
             lifecycle: LifecycleOptions::default(),
+            identities: None,
         }
     }
 
@@ -391,6 +400,9 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|uid, _| uids.contains(uid));
+        if let Some(identities) = &self.identities {
+            identities.retain(&uids);
+        }
         self.credentials.retain(&referenced);
         self.passwords.retain(&referenced);
         self.budget.prune(self.clock.now());
@@ -436,6 +448,10 @@ impl Shared {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .len(),
+            ),
+            (
+                "identities",
+                self.identities.as_ref().map_or(0, |i| i.len()),
             ),
             ("credentials", self.credentials.len()),
             ("passwords", self.passwords.len()),

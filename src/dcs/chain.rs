@@ -34,6 +34,9 @@ use tracing::{info, warn};
 
 use super::client::{ClientConfig, Endpoint};
 use super::credentials::{Credentials, SecretString};
+use super::iam::{
+    AssumeAgency, IamClient, IamError, TemporaryCredentials, parse_temporary_credentials,
+};
 use crate::clock::SharedClock;
 use crate::controller::secrets::{
     FoundCredentials, KEY_ACCESS_KEY, KEY_AUTH_TOKEN, KEY_SECRET_KEY, KEY_SECURITY_TOKEN,
@@ -1176,46 +1179,13 @@ pub fn from_process(
 // ---------------------------------------------------------------------------
 // ECS metadata (CREDENTIALS.md §2.5).
 
-/// The answer of the metadata service (and of Pod Identity agents): `credential` or
-/// `credentials`, each field under any of the SDK's accepted names.
-pub fn parse_temporary(body: &[u8], provider: &'static str) -> Result<Temporary, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let inner = value
-        .get("credential")
-        .or_else(|| value.get("credentials"))
-        .ok_or("no credential object")?;
-    let field = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|name| inner.get(*name).and_then(|v| v.as_str()))
-            .map(str::to_string)
-    };
-    let access = field(&["access", "accessKeyId", "access_key_id"]).ok_or("no access key")?;
-    let secret =
-        field(&["secret", "secretAccessKey", "secret_access_key"]).ok_or("no secret key")?;
-    let token =
-        field(&["securitytoken", "securityToken", "security_token"]).ok_or("no security token")?;
-    let expires = field(&["expires_at", "expiration"]).ok_or("no expiry")?;
-    let expires_at = DateTime::parse_from_rfc3339(&expires)
-        .map_err(|_| "the expiry is not an RFC 3339 time".to_string())?
-        .with_timezone(&Utc);
-    if !crate::controller::secrets::valid_access_key(&access) {
-        return Err(format!(
-            "{provider} answered an access key that is not 1 to 128 letters and digits"
-        ));
+impl From<TemporaryCredentials> for Temporary {
+    fn from(temporary: TemporaryCredentials) -> Self {
+        Self {
+            credentials: temporary.credentials(),
+            expires_at: temporary.expires_at,
+        }
     }
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the security token is not printable ASCII".into());
-    }
-    Ok(Temporary {
-        credentials: Credentials::access_key(
-            access,
-            SecretString::new(secret),
-            Some(SecretString::new(token)),
-        ),
-        expires_at,
-    })
 }
 
 /// The ECS metadata exchange: a session token (PUT), then the agency's security
@@ -1328,7 +1298,9 @@ impl MetadataExchange {
                 format!("security key: HTTP {status}")
             }));
         }
-        parse_temporary(&body, PROVIDER_METADATA).map_err(|e| self.failed(e))
+        parse_temporary_credentials(&body)
+            .map(Temporary::from)
+            .map_err(|e| self.failed(e.code_and_message()))
     }
 }
 
@@ -1385,14 +1357,17 @@ pub fn read_token_file(provider: &'static str, path: &Path) -> Result<SecretStri
 // The production exchanges.
 
 /// The exchanges over HTTP: IAM and STS through the IAM client, Pod Identity, ECS
-/// metadata. `config` is the DCS client's (timeouts, extra CAs).
+/// metadata. `config` is the DCS client's (timeouts, extra CAs, User-Agent).
 pub struct HttpExchanges {
+    iam: Arc<IamClient>,
     user_agent: String,
 }
 
 impl HttpExchanges {
     pub fn new(config: &ClientConfig) -> Result<Self, String> {
+        let iam = IamClient::new(config).map_err(|e| e.to_string())?;
         Ok(Self {
+            iam: Arc::new(iam),
             user_agent: config.user_agent.clone(),
         })
     }
@@ -1418,28 +1393,117 @@ impl Exchange for Unavailable {
     }
 }
 
+/// A failed IAM/STS/Pod Identity call: its code and message (never a token).
+fn iam_failed(provider: &'static str, endpoint: &str, error: &IamError) -> ChainError {
+    let unavailable = match error {
+        IamError::Transport { .. } => true,
+        IamError::Refused { status, .. } => *status >= 500,
+        IamError::Decode { .. } | IamError::Unsendable { .. } => false,
+    };
+    ChainError::Exchange {
+        provider,
+        endpoint: endpoint.to_string(),
+        detail: error.code_and_message(),
+        unavailable,
+    }
+}
+
+/// STS AssumeAgencyWithOIDC; a token file is re-read for every exchange.
+struct OidcStsExchange {
+    iam: Arc<IamClient>,
+    config: OidcSts,
+}
+
+impl Exchange for OidcStsExchange {
+    fn exchange(&self) -> BoxFuture<'_, Result<Temporary, ChainError>> {
+        Box::pin(async move {
+            let config = &self.config;
+            let id_token = match &config.id_token {
+                IdToken::Inline(token) => token.clone(),
+                IdToken::File(path) => read_token_file(PROVIDER_OIDC, path)?,
+            };
+            let request = AssumeAgency {
+                provider_urn: &config.provider_urn,
+                agency_urn: &config.agency_urn,
+                session_name: &config.session_name,
+                id_token: &id_token,
+                duration_seconds: config.duration_seconds,
+            };
+            self.iam
+                .assume_agency_with_oidc(&config.sts_endpoint, &request)
+                .await
+                .map(Temporary::from)
+                .map_err(|e| iam_failed(PROVIDER_OIDC, config.sts_endpoint.as_str(), &e))
+        })
+    }
+}
+
+/// IdP federation: the ID token (re-read from its file for every exchange) for a
+/// federated token, then the federated token for temporary keys.
+struct FederalExchange {
+    iam: Arc<IamClient>,
+    config: Federal,
+}
+
+impl Exchange for FederalExchange {
+    fn exchange(&self) -> BoxFuture<'_, Result<Temporary, ChainError>> {
+        Box::pin(async move {
+            let config = &self.config;
+            let endpoint = config.iam_endpoint.as_str();
+            let id_token = read_token_file(config.provider, &config.id_token_file)?;
+            let (token, _) = self
+                .iam
+                .federated_token(&config.iam_endpoint, &config.idp_id, &id_token)
+                .await
+                .map_err(|e| iam_failed(config.provider, endpoint, &e))?;
+            self.iam
+                .temporary_credentials(&config.iam_endpoint, &token, config.duration_seconds)
+                .await
+                .map(Temporary::from)
+                .map_err(|e| iam_failed(config.provider, endpoint, &e))
+        })
+    }
+}
+
+/// CCE Pod Identity; the token file is re-read for every exchange.
+struct PodIdentityExchange {
+    iam: Arc<IamClient>,
+    config: PodIdentity,
+}
+
+impl Exchange for PodIdentityExchange {
+    fn exchange(&self) -> BoxFuture<'_, Result<Temporary, ChainError>> {
+        Box::pin(async move {
+            let config = &self.config;
+            let token = read_token_file(PROVIDER_POD_IDENTITY, &config.token_file)?;
+            self.iam
+                .pod_identity(&config.uri, &token)
+                .await
+                .map(Temporary::from)
+                .map_err(|e| iam_failed(PROVIDER_POD_IDENTITY, &config.uri, &e))
+        })
+    }
+}
+
 impl MakeExchange for HttpExchanges {
     fn oidc_sts(&self, config: &OidcSts) -> Box<dyn Exchange> {
-        Box::new(Unavailable {
-            provider: PROVIDER_OIDC,
-            endpoint: config.sts_endpoint.to_string(),
-            detail: "not built yet".into(),
+        Box::new(OidcStsExchange {
+            iam: self.iam.clone(),
+            config: config.clone(),
         })
     }
 
     fn federal(&self, config: &Federal) -> Box<dyn Exchange> {
-        Box::new(Unavailable {
-            provider: PROVIDER_ENV,
-            endpoint: config.iam_endpoint.to_string(),
-            detail: "not built yet".into(),
+        Box::new(FederalExchange {
+            iam: self.iam.clone(),
+            config: config.clone(),
         })
     }
 
     fn pod_identity(&self, config: &PodIdentity) -> Box<dyn Exchange> {
-        Box::new(Unavailable {
-            provider: PROVIDER_POD_IDENTITY,
-            endpoint: config.uri.clone(),
-            detail: "not built yet".into(),
+        Box::new(PodIdentityExchange {
+            iam: self.iam.clone(),
+            config: config.clone(),
         })
     }
 

@@ -73,6 +73,13 @@ pub enum CredentialsProblem {
         "spec.credentialsSecretRef is required: the operator's default credentials are not allowed in namespace {0}"
     )]
     DefaultsNotInNamespace(String),
+    /// Workload identity, Kubernetes side (opt-in, ServiceAccount, label, RBAC).
+    #[error("spec.identity: {0}")]
+    TokenRequestFailed(String),
+    /// Workload identity, cloud side: the IAM/STS exchange failed (its code and
+    /// message, never a token).
+    #[error("spec.identity: the IAM/STS exchange failed: {0}")]
+    IdentityExchangeFailed(String),
 }
 
 /// The password Secret or its key is missing.
@@ -253,6 +260,12 @@ impl Problem {
                 CredentialsProblem::InvalidAccessKey { .. }
                 | CredentialsProblem::InvalidValue { .. },
             ) => reasons::CREDENTIALS_INVALID,
+            Problem::Credentials(CredentialsProblem::TokenRequestFailed(_)) => {
+                reasons::TOKEN_REQUEST_FAILED
+            }
+            Problem::Credentials(CredentialsProblem::IdentityExchangeFailed(_)) => {
+                reasons::IDENTITY_EXCHANGE_FAILED
+            }
             Problem::Credentials(_) => reasons::CREDENTIALS_NOT_FOUND,
             Problem::Password(_) => reasons::PASSWORD_SECRET_NOT_FOUND,
             Problem::SecretConflict { .. } => reasons::SECRET_CONFLICT,

@@ -28,6 +28,10 @@ pub const UNKNOWN_STATUS: &str = "UnknownStatus";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+/// Workload identity: the Kubernetes side (namespace not opted in, ServiceAccount
+/// missing or unlabelled, TokenRequest refused), and the cloud side.
+pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
+pub const IDENTITY_EXCHANGE_FAILED: &str = "IdentityExchangeFailed";
 pub const PASSWORD_SECRET_NOT_FOUND: &str = "PasswordSecretNotFound";
 pub const SECRET_CONFLICT: &str = "SecretConflict";
 pub const SECRET_TYPE_MISMATCH: &str = "SecretTypeMismatch";

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use dcs_operator::cli::{Cli, Command};
+use dcs_operator::cli::{Cli, Command, RunArgs};
 
 const RELEASE_NAMESPACE: &str = "dcs-system";
 const SERVICE_ACCOUNT: &str = "dcs-operator";
@@ -164,6 +164,98 @@ fn describe(object: &Value) -> String {
     )
 }
 
+/// The keyless-credentials flags the chart renders (docs/keyless.md). Until
+/// src/cli.rs defines one, `run_args` sets it aside and `identity_args` reads it;
+/// from then on it is parsed strictly like every other flag.
+const IDENTITY_FLAGS: &[&str] = &[
+    "identity-namespaces",
+    "identity-audience",
+    "iam-endpoint",
+    "sts-endpoint",
+    "identity-endpoints",
+    "credentials-from-metadata",
+];
+
+/// Whether `dcs-operator run` defines `--<long>`.
+fn run_defines(long: &str) -> bool {
+    Cli::command()
+        .find_subcommand("run")
+        .expect("a `run` subcommand")
+        .get_arguments()
+        .any(|arg| arg.get_long() == Some(long))
+}
+
+/// The long flag an argument names (`--flag=value` or `--flag`), if any.
+fn flag_of(arg: &str) -> Option<&str> {
+    let long = arg.strip_prefix("--")?;
+    Some(long.split_once('=').map_or(long, |(flag, _)| flag))
+}
+
+/// The container's arguments parsed as `dcs-operator run` parses them, without the
+/// keyless flags src/cli.rs does not define yet.
+fn run_args(name: &str, args: &[String]) -> RunArgs {
+    let args = args.iter().filter(|arg| {
+        flag_of(arg).is_none_or(|flag| !IDENTITY_FLAGS.contains(&flag) || run_defines(flag))
+    });
+    let cli = Cli::try_parse_from(std::iter::once("dcs-operator").chain(args.map(String::as_str)))
+        .unwrap_or_else(|e| panic!("{name}.yaml: dcs-operator refuses the args: {e}"));
+    let Command::Run(run) = cli.command else {
+        panic!("{name}: not the run command");
+    };
+    run
+}
+
+/// What the keyless flags among the container's arguments say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IdentityArgs {
+    namespaces: Vec<String>,
+    audience: Option<String>,
+    iam_endpoint: Option<String>,
+    sts_endpoint: Option<String>,
+    endpoints: Vec<String>,
+    metadata: bool,
+}
+
+fn identity_args(name: &str, args: &[String]) -> IdentityArgs {
+    let mut out = IdentityArgs::default();
+    let list = |value: &str| -> Vec<String> { value.split(',').map(str::to_string).collect() };
+    for arg in args {
+        let Some(flag) = flag_of(arg).filter(|flag| IDENTITY_FLAGS.contains(flag)) else {
+            continue;
+        };
+        let value = arg.split_once('=').map(|(_, value)| value);
+        let once = |slot: &Option<String>| {
+            assert!(slot.is_none(), "{name}: --{flag} twice");
+            Some(
+                value
+                    .unwrap_or_else(|| panic!("{name}: --{flag} without =value"))
+                    .to_string(),
+            )
+        };
+        match flag {
+            "identity-namespaces" => out.namespaces.extend(list(value.unwrap())),
+            "identity-audience" => out.audience = once(&out.audience),
+            "iam-endpoint" => out.iam_endpoint = once(&out.iam_endpoint),
+            "sts-endpoint" => out.sts_endpoint = once(&out.sts_endpoint),
+            "identity-endpoints" => out.endpoints.extend(list(value.unwrap())),
+            "credentials-from-metadata" => {
+                assert!(value.is_none(), "{name}: {arg}: a bare switch");
+                out.metadata = true;
+            }
+            _ => unreachable!(),
+        }
+    }
+    out
+}
+
+/// The Deployment's pod and its container's arguments.
+fn pod_and_args(objects: &[Value]) -> (k8s_openapi::api::core::v1::PodSpec, Vec<String>) {
+    let deployment: Deployment = of_kind(objects, "Deployment").remove(0);
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap_or_default();
+    (pod, args)
+}
+
 #[test]
 fn every_value_set_has_a_rendering() {
     let mut wanted = BTreeSet::from(["default".to_string()]);
@@ -281,11 +373,26 @@ fn the_pod_meets_the_restricted_pod_security_standard() {
         for flag in [pod.host_network, pod.host_pid, pod.host_ipc] {
             assert_ne!(flag, Some(true), "{name}: host namespaces");
         }
-        // The restricted standard allows only these volume types.
+        // The restricted standard allows these volume types (and a few more the
+        // chart does not use); a projected volume holds only a ServiceAccount token.
         for volume in pod.volumes.iter().flatten() {
+            let token_only = volume.projected.as_ref().is_some_and(|projected| {
+                let sources = projected.sources.as_deref().unwrap_or_default();
+                !sources.is_empty()
+                    && sources.iter().all(|source| {
+                        let keys: Vec<String> = serde_json::to_value(source)
+                            .unwrap()
+                            .as_object()
+                            .unwrap()
+                            .keys()
+                            .cloned()
+                            .collect();
+                        keys == ["serviceAccountToken"]
+                    })
+            });
             assert!(
-                volume.secret.is_some() || volume.config_map.is_some(),
-                "{name}: volume {} is neither a Secret nor a ConfigMap",
+                volume.secret.is_some() || volume.config_map.is_some() || token_only,
+                "{name}: volume {} is neither a Secret, a ConfigMap nor a projected token",
                 volume.name
             );
         }
@@ -345,11 +452,7 @@ fn container_args_are_run_flags() {
             Some("run"),
             "{name}: {args:?}"
         );
-        let cli = Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
-            .unwrap_or_else(|e| panic!("{name}.yaml: dcs-operator refuses the args: {e}"));
-        let Command::Run(run) = cli.command else {
-            panic!("{name}: not the run command");
-        };
+        let run = run_args(&name, &args);
 
         let port = container
             .ports
@@ -491,22 +594,66 @@ fn lease_rules(lease: &str) -> Rules {
     ])
 }
 
+/// Keyless credentials in a namespace the admin opted in (`--identity-namespaces`):
+/// mint tokens for its ServiceAccounts (TokenRequest) and read a ServiceAccount
+/// first (its `dcs.operator.dev/identity` label). Nothing else, no list or watch.
+fn identity_rules() -> Rules {
+    expected(&[
+        ("", "serviceaccounts/token", &[], &["create"]),
+        ("", "serviceaccounts", &[], &["get"]),
+    ])
+}
+
+/// Cluster-wide, with keyless credentials: the start-up audience check (a
+/// SelfSubjectReview presenting a token of the operator's audience).
+fn audience_check_rules() -> Rules {
+    expected(&[(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        &[],
+        &["create"],
+    )])
+}
+
+/// The operator's own projected ServiceAccount token, if the pod has one: (the
+/// projection, the file's path in the container).
+fn projected_token(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+) -> Option<(
+    k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
+    String,
+)> {
+    let mut found = None;
+    for volume in pod.volumes.iter().flatten() {
+        let sources = volume.projected.as_ref().and_then(|p| p.sources.clone());
+        for source in sources.into_iter().flatten() {
+            let Some(token) = source.service_account_token else {
+                continue;
+            };
+            let mount = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == volume.name)
+                .unwrap_or_else(|| panic!("the token volume {} is not mounted", volume.name));
+            assert_eq!(mount.read_only, Some(true), "{}", volume.name);
+            assert!(mount.sub_path.is_none(), "a subPath mount is never rotated");
+            let path = format!("{}/{}", mount.mount_path, token.path);
+            assert!(
+                found.replace((token, path)).is_none(),
+                "two projected tokens"
+            );
+        }
+    }
+    found
+}
+
 #[test]
 fn rbac_is_exactly_what_the_operator_uses() {
     for (name, objects) in fixtures() {
-        let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
-        let args = deployment
-            .spec
-            .and_then(|s| s.template.spec)
-            .map(|p| p.containers[0].args.clone().unwrap_or_default())
-            .unwrap();
-        let Command::Run(run) =
-            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
-                .unwrap()
-                .command
-        else {
-            panic!("not run")
-        };
+        let (pod, args) = pod_and_args(&objects);
+        let run = run_args(&name, &args);
+        let identity = identity_args(&name, &args);
 
         // Every role, by (namespace or "" for cluster-wide, name).
         let mut granted: BTreeMap<(String, String), Rules> = BTreeMap::new();
@@ -575,9 +722,20 @@ fn rbac_is_exactly_what_the_operator_uses() {
                 wanted.insert(ns.clone(), operator_rules());
             }
         }
+        for ns in &identity.namespaces {
+            let scope = wanted.entry(ns.clone()).or_default();
+            for (rule, verbs) in identity_rules() {
+                scope.entry(rule).or_default().extend(verbs);
+            }
+        }
         let cluster = wanted.entry(String::new()).or_default();
         for (rule, verbs) in crd_rules() {
             cluster.entry(rule).or_default().extend(verbs);
+        }
+        if !identity.namespaces.is_empty() || projected_token(&pod).is_some() {
+            for (rule, verbs) in audience_check_rules() {
+                cluster.entry(rule).or_default().extend(verbs);
+            }
         }
         if run.leader_elect {
             let ns = run
@@ -756,7 +914,29 @@ fn the_network_policy_follows_its_values() {
         for port in wanted["egressTcpPorts"].as_array().unwrap() {
             ports.insert(("TCP".to_string(), port.as_u64().unwrap().to_string()));
         }
+        // The ECS metadata service (operatorIdentity.metadata): port 80 to its
+        // address alone; every other rule reaches its ports anywhere.
+        let metadata = values["operatorIdentity"]["metadata"] == Value::Bool(true);
+        if metadata {
+            ports.insert(("TCP".to_string(), "80".to_string()));
+        }
         assert_eq!(egress_ports(&policies[0]), ports, "{name}");
+        let egress = policies[0].spec.clone().unwrap().egress.unwrap();
+        let restricted: Vec<Value> = egress
+            .iter()
+            .filter(|rule| rule.to.is_some())
+            .map(|rule| serde_json::to_value(rule).unwrap())
+            .collect();
+        let metadata_rule = serde_json::json!({
+            "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+            "ports": [{"port": 80, "protocol": "TCP"}],
+        });
+        let wanted_restricted = if metadata {
+            vec![metadata_rule]
+        } else {
+            vec![]
+        };
+        assert_eq!(restricted, wanted_restricted, "{name}: egress with a `to`");
         let ingress = policies[0].spec.clone().unwrap().ingress.unwrap();
         let from = serde_json::to_value(ingress[0].from.clone().unwrap_or_default()).unwrap();
         assert_eq!(from, wanted["metricsFrom"], "{name}: metricsFrom");
@@ -775,18 +955,8 @@ fn instance_series_follow_their_value() {
         let wanted = values_of(&name)["metrics"]["instanceSeries"]
             .as_bool()
             .unwrap();
-        let deployment: Deployment = of_kind(&objects, "Deployment").remove(0);
-        let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
-            .args
-            .clone()
-            .unwrap();
-        let Command::Run(run) =
-            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
-                .unwrap()
-                .command
-        else {
-            panic!("not run")
-        };
+        let (_, args) = pod_and_args(&objects);
+        let run = run_args(&name, &args);
         assert_eq!(run.metrics_instance_series, wanted, "{name}");
         off += usize::from(!wanted);
     }
@@ -797,19 +967,63 @@ fn instance_series_follow_their_value() {
 /// templates are the only place an admin reads that).
 #[test]
 fn every_rbac_rule_has_a_comment() {
-    let fixture = std::fs::read_to_string(root().join("tests/fixtures/rbac.yaml")).unwrap();
-    let lines: Vec<&str> = fixture.lines().collect();
-    let mut rules = 0;
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim_start().starts_with("- apiGroups:") {
-            rules += 1;
-            assert!(
-                i > 0 && lines[i - 1].trim_start().starts_with('#'),
-                "tests/fixtures/rbac.yaml:{}: a rule without a comment above it",
-                i + 1
-            );
-        }
+    // Every rendering (the keyless Roles appear only with identity.namespaces),
+    // and the RBAC fixture.
+    let mut files = vec![root().join("tests/fixtures/rbac.yaml")];
+    let dir = root().join("tests/fixtures/chart");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        files.push(entry.unwrap().path());
     }
+    files.sort();
+    let mut identity_comments = String::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut rules = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                rules += 1;
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                    "{}:{}: a rule without a comment above it",
+                    file.display(),
+                    i + 1
+                );
+                // The comment block above a keyless rule.
+                let keyless = lines[i..]
+                    .iter()
+                    .take(3)
+                    .any(|l| l.contains("serviceaccounts") || l.contains("selfsubjectreviews"));
+                if keyless {
+                    let start = lines[..i]
+                        .iter()
+                        .rposition(|l| !l.trim_start().starts_with('#'))
+                        .map_or(0, |p| p + 1);
+                    identity_comments.push_str(&lines[start..i].join("\n"));
+                }
+            }
+        }
+        assert!(rules >= 6, "{}: only {rules} rules", file.display());
+    }
+    for why in [
+        "ANY audience",
+        "EVERY ServiceAccount in this namespace",
+        "RBAC cannot limit the audience",
+        "dcs.operator.dev/identity: \"true\"",
+        "never with the API server's",
+        "SelfSubjectReview",
+        "rejects it (401)",
+    ] {
+        assert!(
+            identity_comments.contains(why),
+            "the keyless RBAC comments do not mention {why:?}"
+        );
+    }
+    let fixture = std::fs::read_to_string(root().join("tests/fixtures/rbac.yaml")).unwrap();
+    let rules = fixture
+        .lines()
+        .filter(|line| line.trim_start().starts_with("- apiGroups:"))
+        .count();
     assert!(rules >= 8, "only {rules} rules");
     for why in [
         "dcs.operator.dev/cleanup",
@@ -856,13 +1070,7 @@ fn manage_namespaces_and_lookup_window_follow_their_values() {
             !window.is_empty(),
             "{name}: {args:?}"
         );
-        let Command::Run(run) =
-            Cli::try_parse_from(std::iter::once("dcs-operator".to_string()).chain(args))
-                .unwrap()
-                .command
-        else {
-            panic!("not run")
-        };
+        let run = run_args(&name, &args);
         assert_eq!(run.default_credentials_manage_namespaces, manage, "{name}");
         let wanted = if window.is_empty() {
             std::time::Duration::from_secs(600)
@@ -876,4 +1084,191 @@ fn manage_namespaces_and_lookup_window_follow_their_values() {
         set >= 1,
         "a value set with defaultCredentials.manageNamespaces and createLookupWindow"
     );
+}
+
+/// Strings of a list value (empty when absent).
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| item.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A string value, `None` when empty.
+fn non_empty(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .filter(|text| !text.is_empty())
+        .map(str::to_string)
+}
+
+/// The API server's usual audiences: a token minted for one of them is a Kubernetes
+/// credential, so neither the tenants' nor the operator's own audience may be one.
+const API_SERVER_AUDIENCES: &[&str] = &[
+    "https://kubernetes.default.svc.cluster.local",
+    "https://kubernetes.default.svc",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
+/// `identity.*` become the keyless flags, each only when set, and the grant to mint
+/// tokens (a Role + RoleBinding `<release>-identity`) exists in exactly the
+/// namespaces of `identity.namespaces`: none without, and no ClusterRole ever
+/// touches ServiceAccounts.
+#[test]
+fn identity_values_become_flags_and_per_namespace_rbac() {
+    let (mut with, mut without) = (0, 0);
+    for (name, objects) in fixtures() {
+        let values = values_of(&name);
+        let identity = &values["identity"];
+        let wanted = IdentityArgs {
+            namespaces: strings(&identity["namespaces"]),
+            audience: non_empty(&identity["audience"]),
+            iam_endpoint: non_empty(&identity["iamEndpoint"]),
+            sts_endpoint: non_empty(&identity["stsEndpoint"]),
+            endpoints: strings(&identity["endpoints"]),
+            metadata: values["operatorIdentity"]["metadata"].as_bool().unwrap(),
+        };
+        let (_, args) = pod_and_args(&objects);
+        assert_eq!(identity_args(&name, &args), wanted, "{name}: {args:?}");
+
+        let touches_service_accounts = |list: &[PolicyRule]| {
+            rules(list).keys().any(|(group, resource, _)| {
+                group.is_empty() && resource.starts_with("serviceaccounts")
+            })
+        };
+        for role in of_kind::<ClusterRole>(&objects, "ClusterRole") {
+            assert!(
+                !touches_service_accounts(role.rules.as_deref().unwrap_or_default()),
+                "{name}: ClusterRole {:?} grants on ServiceAccounts",
+                role.metadata.name
+            );
+        }
+        let minting: BTreeSet<(String, String)> = of_kind::<Role>(&objects, "Role")
+            .into_iter()
+            .filter(|role| touches_service_accounts(role.rules.as_deref().unwrap_or_default()))
+            .map(|role| {
+                assert_eq!(
+                    rules(role.rules.as_deref().unwrap_or_default()),
+                    identity_rules(),
+                    "{name}: {:?} grants more than minting",
+                    role.metadata.name
+                );
+                (
+                    role.metadata.namespace.unwrap(),
+                    role.metadata.name.unwrap(),
+                )
+            })
+            .collect();
+        let expected: BTreeSet<(String, String)> = wanted
+            .namespaces
+            .iter()
+            .map(|ns| (ns.clone(), "dcs-operator-identity".to_string()))
+            .collect();
+        assert_eq!(minting, expected, "{name}: the Roles that mint tokens");
+        let bindings: BTreeSet<(String, String)> = of_kind::<RoleBinding>(&objects, "RoleBinding")
+            .into_iter()
+            .filter(|binding| binding.role_ref.name == "dcs-operator-identity")
+            .map(|binding| {
+                assert_eq!(binding.role_ref.kind, "Role", "{name}");
+                (
+                    binding.metadata.namespace.unwrap(),
+                    binding.metadata.name.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(bindings, expected, "{name}: their RoleBindings");
+
+        if wanted.namespaces.is_empty() {
+            without += 1;
+        } else {
+            with += 1;
+            let audience = wanted
+                .audience
+                .as_deref()
+                .expect("an audience with namespaces");
+            assert!(
+                !API_SERVER_AUDIENCES.contains(&audience),
+                "{name}: {audience}"
+            );
+            // A namespaced install opts in only namespaces it serves.
+            let served = strings(&values["watchNamespaces"]);
+            if !served.is_empty() {
+                for ns in &wanted.namespaces {
+                    assert!(served.contains(ns), "{name}: {ns} is not served");
+                }
+            }
+        }
+    }
+    assert!(with >= 1, "a value set with identity.namespaces");
+    assert!(without >= 1, "a value set without identity.namespaces");
+}
+
+/// `operatorIdentity.projectedToken` becomes a projected ServiceAccount token with
+/// its audience, lifetime and path, mounted read-only and not by subPath (a subPath
+/// mount is never rotated); `operatorIdentity.env` becomes the container's
+/// environment, and every `*_TOKEN_FILE` there names the projected token.
+#[test]
+fn operator_identity_values_become_a_projected_token_and_env() {
+    let (mut enabled, mut disabled) = (0, 0);
+    for (name, objects) in fixtures() {
+        let values = values_of(&name);
+        let operator = &values["operatorIdentity"];
+        let (pod, _) = pod_and_args(&objects);
+        let token = projected_token(&pod);
+        let wanted = &operator["projectedToken"];
+        if wanted["enabled"] == Value::Bool(true) {
+            enabled += 1;
+            let (projection, path) = token.unwrap_or_else(|| panic!("{name}: no projected token"));
+            let audience = projection.audience.clone().unwrap();
+            assert_eq!(
+                Some(audience.as_str()),
+                wanted["audience"].as_str(),
+                "{name}"
+            );
+            assert!(!API_SERVER_AUDIENCES.contains(&audience.as_str()), "{name}");
+            assert_eq!(
+                projection.expiration_seconds,
+                wanted["expirationSeconds"].as_i64(),
+                "{name}"
+            );
+            assert!(projection.expiration_seconds.unwrap() >= 600, "{name}");
+            assert_eq!(Some(path.as_str()), wanted["path"].as_str(), "{name}");
+        } else {
+            disabled += 1;
+            assert!(
+                token.is_none(),
+                "{name}: a projected token nobody asked for"
+            );
+        }
+
+        let env: BTreeMap<String, Option<String>> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        let wanted_env = operator["env"].as_object().unwrap();
+        for (key, value) in wanted_env {
+            assert_eq!(
+                env.get(key).cloned().flatten().as_deref(),
+                value.as_str(),
+                "{name}: {key}"
+            );
+        }
+        for (key, value) in &env {
+            if key.ends_with("_TOKEN_FILE") {
+                let (_, path) = projected_token(&pod)
+                    .unwrap_or_else(|| panic!("{name}: {key} without a projected token"));
+                assert_eq!(value.as_deref(), Some(path.as_str()), "{name}: {key}");
+            }
+        }
+    }
+    assert!(
+        enabled >= 1,
+        "a value set with operatorIdentity.projectedToken"
+    );
+    assert!(disabled >= 1, "a value set without it");
 }

@@ -256,6 +256,11 @@ impl FakeApiServer {
             .count()
     }
 
+    /// Answers TokenRequests with `minter` (without one, they are refused).
+    pub(crate) fn set_token_minter(&self, minter: TokenMinter) {
+        self.lock().token_minter = Some(minter);
+    }
+
     pub(crate) fn clear_requests(&self) {
         self.lock().requests.clear();
     }
@@ -320,8 +325,14 @@ struct Key {
     name: String,
 }
 
+/// Mints the token of a TokenRequest: (namespace, ServiceAccount, audiences) ->
+/// the token, or None to refuse (403).
+pub(crate) type TokenMinter = Arc<dyn Fn(&str, &str, &[String]) -> Option<String> + Send + Sync>;
+
 #[derive(Default)]
 struct State {
+    /// TokenRequests (`serviceaccounts/{name}/token`) answered by this, if set.
+    token_minter: Option<TokenMinter>,
     objects: BTreeMap<Key, Value>,
     /// The fields each server-side-apply manager set last (per object, per main
     /// resource or status): what its next apply removes when it omits them.
@@ -635,6 +646,9 @@ impl State {
         match target.subresource.as_deref() {
             None => {}
             Some("status") if info.status_subresource => {}
+            Some("token") if target.plural == "serviceaccounts" && call.method == "POST" => {
+                return self.token_request(&target, body);
+            }
             Some(_) => return Err(Failure::no_such_path()),
         }
         let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -693,6 +707,45 @@ impl State {
                 ),
             )),
         }
+    }
+
+    /// A TokenRequest: the ServiceAccount must exist; the minter decides.
+    fn token_request(&mut self, target: &Target, body: Option<&Value>) -> Answer {
+        let name = target.name.clone().unwrap_or_default();
+        let namespace = target.namespace.clone().unwrap_or_default();
+        if !self.objects.contains_key(&target.key(&name)) {
+            return Err(target.not_found(&name));
+        }
+        let audiences: Vec<String> = body
+            .and_then(|b| b["spec"]["audiences"].as_array())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let minted = self
+            .token_minter
+            .as_ref()
+            .and_then(|mint| mint(&namespace, &name, &audiences));
+        let Some(token) = minted else {
+            return Err(Failure::new(
+                403,
+                "Forbidden",
+                "the TokenRequest is refused",
+            ));
+        };
+        let seconds = body
+            .and_then(|b| b["spec"]["expirationSeconds"].as_i64())
+            .unwrap_or(3600);
+        let expires = Utc::now() + chrono::TimeDelta::seconds(seconds);
+        let answer = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": body.map(|b| b["spec"].clone()).unwrap_or(Value::Null),
+            "status": {"token": token, "expirationTimestamp": expires.to_rfc3339_opts(SecondsFormat::Secs, true)},
+        });
+        Ok((201, answer, false))
     }
 
     fn list(

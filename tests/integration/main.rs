@@ -2,6 +2,7 @@
 
 mod admission;
 mod bench_smoke;
+mod chain;
 mod chart;
 mod controller;
 mod crd;
@@ -10,6 +11,8 @@ mod docs;
 mod fake_apiserver;
 mod hostile;
 mod hostile_process;
+mod iam;
+mod identity;
 mod lifecycle;
 mod model;
 mod operations;

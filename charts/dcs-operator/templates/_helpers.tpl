@@ -93,3 +93,77 @@ namespaces) or one Role per namespace (watchNamespaces). One comment per rule: w
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Whether the operator may check a token audience against the API server (a
+SelfSubjectReview): it mints tenant tokens (identity.namespaces) or presents its
+own projected token (operatorIdentity.projectedToken). "true" or empty.
+*/}}
+{{- define "dcs-operator.identityEnabled" -}}
+{{- if or .Values.identity.namespaces .Values.operatorIdentity.projectedToken.enabled }}true{{- end }}
+{{- end }}
+
+{{/* The directory the projected token volume is mounted at: the token file's. */}}
+{{- define "dcs-operator.tokenDir" -}}
+{{- dir .Values.operatorIdentity.projectedToken.path }}
+{{- end }}
+
+{{/*
+Refuses keyless settings that cannot work or would weaken it, at install time
+rather than in the operator's log. Renders nothing.
+*/}}
+{{- define "dcs-operator.validateIdentity" -}}
+{{- $apiServerAudiences := list "https://kubernetes.default.svc.cluster.local" "https://kubernetes.default.svc" "kubernetes.default.svc" "kubernetes.default.svc.cluster.local" }}
+{{- $identity := .Values.identity }}
+{{- if $identity.namespaces }}
+{{- if not $identity.audience }}
+{{- fail "identity.audience is required with identity.namespaces: a dedicated audience (the IdP's client_id), never the API server's" }}
+{{- end }}
+{{- if .Values.watchNamespaces }}
+{{- range $identity.namespaces }}
+{{- if not (has . $.Values.watchNamespaces) }}
+{{- fail (printf "identity.namespaces: %s is not in watchNamespaces (the operator would hold a token grant there for nothing)" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if has $identity.audience $apiServerAudiences }}
+{{- fail (printf "identity.audience %s is the API server's: tokens of it would be Kubernetes credentials; use the IdP's client_id" $identity.audience) }}
+{{- end }}
+{{- $token := .Values.operatorIdentity.projectedToken }}
+{{- if $token.enabled }}
+{{- if not $token.audience }}
+{{- fail "operatorIdentity.projectedToken.audience is required: a dedicated audience (the IdP's client_id), never the API server's" }}
+{{- end }}
+{{- if has $token.audience $apiServerAudiences }}
+{{- fail (printf "operatorIdentity.projectedToken.audience %s is the API server's: use the IdP's client_id" $token.audience) }}
+{{- end }}
+{{- if lt (int $token.expirationSeconds) 600 }}
+{{- fail "operatorIdentity.projectedToken.expirationSeconds must be at least 600 (Kubernetes refuses less)" }}
+{{- end }}
+{{- if not (isAbs $token.path) }}
+{{- fail "operatorIdentity.projectedToken.path must be an absolute path" }}
+{{- end }}
+{{- $tokenDir := include "dcs-operator.tokenDir" . }}
+{{- if eq $tokenDir "/" }}
+{{- fail "operatorIdentity.projectedToken.path must be in a directory of its own, not /" }}
+{{- end }}
+{{- if .Values.defaultCredentials.existingSecret }}
+{{- fail "operatorIdentity.projectedToken with defaultCredentials.existingSecret: --credentials-dir comes first in the credential chain, so the token would never be used; set one of them" }}
+{{- end }}
+{{- $taken := list "/var/run/secrets/kubernetes.io/serviceaccount" }}
+{{- if .Values.demo.enabled }}
+{{- $taken = append $taken "/etc/dcs-operator/demo" }}
+{{- end }}
+{{- range $taken }}
+{{- if or (hasPrefix (printf "%s/" $tokenDir) (printf "%s/" .)) (hasPrefix (printf "%s/" .) (printf "%s/" $tokenDir)) }}
+{{- fail (printf "operatorIdentity.projectedToken.path: its directory %s (the volume's mount point) overlaps the mount at %s; give the token a directory of its own" $tokenDir .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $name, $_ := .Values.operatorIdentity.env }}
+{{- if has $name (list "HUAWEICLOUD_SDK_AK" "HUAWEICLOUD_SDK_SK" "HUAWEICLOUD_SDK_SECURITY_TOKEN" "HUAWEICLOUD_OIDC_ID_TOKEN") }}
+{{- fail (printf "operatorIdentity.env.%s: no keys or tokens in values (they end up in the Deployment); use defaultCredentials.existingSecret, or a token file" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -771,40 +771,6 @@ async fn exchanged_providers_build_their_exchange_once() {
 }
 
 #[test]
-fn temporary_credentials_parse_every_spelling() {
-    let bodies = [
-        r#"{"credential":{"access":"AK1","secret":"S","securitytoken":"T","expires_at":"2020-01-08T03:50:07.574000Z"}}"#,
-        r#"{"credentials":{"accessKeyId":"AK1","secretAccessKey":"S","securityToken":"T","expiration":"2020-01-08T03:50:07.574Z"}}"#,
-        r#"{"credentials":{"access_key_id":"AK1","secret_access_key":"S","security_token":"T","expiration":"2020-01-08T03:50:07Z"}}"#,
-        r#"{"credential":{"access":"AK1","secret":"S","securitytoken":"T","expires_at":"2020-01-08T11:50:07+08:00"}}"#,
-    ];
-    for body in bodies {
-        let temporary = parse_temporary(body.as_bytes(), PROVIDER_METADATA).unwrap();
-        assert_eq!(ak(&temporary.credentials), "AK1");
-        assert_eq!(
-            temporary.expires_at.timestamp(),
-            Utc.with_ymd_and_hms(2020, 1, 8, 3, 50, 7)
-                .unwrap()
-                .timestamp()
-        );
-        assert!(!format!("{temporary:?}").contains("\"S\""));
-    }
-    for bad in [
-        "nope",
-        "{}",
-        r#"{"credential":{"access":"AK1","secret":"S","securitytoken":"T"}}"#,
-        r#"{"credential":{"access":"AK1","secret":"S","securitytoken":"T","expires_at":"yesterday"}}"#,
-        r#"{"credential":{"access":"A K","secret":"S","securitytoken":"T","expires_at":"2020-01-08T03:50:07Z"}}"#,
-        r#"{"credential":{"access":"AK","secret":"S","securitytoken":"T\n","expires_at":"2020-01-08T03:50:07Z"}}"#,
-    ] {
-        assert!(
-            parse_temporary(bad.as_bytes(), PROVIDER_METADATA).is_err(),
-            "{bad}"
-        );
-    }
-}
-
-#[test]
 fn token_files_are_bounded_and_trimmed() {
     let dir = temp_dir("token");
     let path = dir.join("token");

@@ -1,6 +1,7 @@
 //! The simulated DCS routes, checked in the gateway's order: route match, fault
 //! injection, body size, authentication (with lock-out), throttling, project ID,
-//! then the route itself (reads here, the write side in `write`).
+//! then the route itself (reads here, the write side in `write`). The identity
+//! routes (`iam`) are matched first and skip the gateway: they are unsigned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::FaultKind;
 use super::file::is_project_id;
+use super::iam;
 use super::state::{SimState, Throttle};
 use super::write::{self, Op};
 use crate::dcs::signer::{self, Authorization, RequestParts};
@@ -22,9 +24,12 @@ use crate::dcs::signer::{self, Authorization, RequestParts};
 pub const ROUTE_LABELS: [&str; 4] = ["show_v1", "show_v2", "list_v1", "list_v2"];
 pub const UNKNOWN_ROUTE: &str = "unknown";
 
-/// Every route label: the reads, then the write side's.
+/// Every route label: the reads, then the write side's, then the identity routes'.
 pub fn route_labels() -> impl Iterator<Item = &'static str> {
-    ROUTE_LABELS.into_iter().chain(write::OP_LABELS)
+    ROUTE_LABELS
+        .into_iter()
+        .chain(write::OP_LABELS)
+        .chain(iam::ROUTE_LABELS)
 }
 
 /// The gateway's limit on a signed body.
@@ -118,6 +123,13 @@ impl Route {
 pub async fn handle(State(state): State<Arc<SimState>>, request: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = request.uri().path().to_string();
+    if let Some(route) = iam::Route::parse(request.method(), &path) {
+        state.count_request(route.label());
+        let response = respond_identity(&state, route, request, &request_id).await;
+        state.count_response(response.status().as_u16());
+        tracing::debug!(%path, status = response.status().as_u16(), %request_id, "simulated identity request");
+        return response;
+    }
     if path == "/_sim" || path.starts_with("/_sim/") {
         return admin_not_found(&request_id);
     }
@@ -185,6 +197,37 @@ async fn respond(state: &SimState, route: Route, request: Request, request_id: &
         (drop_answer, create_failed),
         request_id,
     )
+}
+
+/// An identity route: faults as on the DCS routes, then the body limit, then the
+/// exchange. No gateway authentication: these requests are unsigned.
+async fn respond_identity(
+    state: &SimState,
+    route: iam::Route,
+    request: Request,
+    request_id: &str,
+) -> Response {
+    if let Some(kind) = state.take_fault(route.label()) {
+        match kind {
+            FaultKind::Latency { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
+            other => return fault_response(other, request_id),
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let answer = match axum::body::to_bytes(body, iam::MAX_BODY_BYTES).await {
+        Ok(body) => iam::handle(state, route, &parts.headers, &body, request_id),
+        Err(_) => iam::too_large(route, request_id),
+    };
+    if answer.applied {
+        state.count_applied(route.label());
+    }
+    let mut response = json_response(answer.status, &answer.body, request_id);
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// The gateway's checks after any fault: the signature (or token), the throttle,
@@ -339,9 +382,8 @@ fn authenticate(
         return Err("decrypt token fail".into());
     }
     // The gateway locks by the access key the request names, known or not.
-    let access_key = header("authorization")
-        .and_then(Authorization::parse)
-        .map(|auth| auth.access_key);
+    let authorization = header("authorization").and_then(Authorization::parse);
+    let access_key = authorization.as_ref().map(|auth| auth.access_key.clone());
     if let Some(ak) = &access_key
         && state.is_locked(ak)
     {
@@ -351,6 +393,18 @@ fn authenticate(
                 .into(),
         );
     }
+    // Temporary keys (from the identity routes) need their own security token,
+    // signed, and only until they expire.
+    let temporary = access_key
+        .as_deref()
+        .and_then(|ak| state.identity().temporary_key(ak));
+    if let (Some(key), Some(authorization)) = (&temporary, &authorization)
+        && let Err(message) =
+            iam::check_security_token(key, authorization, header("x-security-token"), state.now())
+    {
+        state.auth_failed(None);
+        return Err(message.into());
+    }
     let parts = RequestParts {
         method: method.as_str(),
         path,
@@ -358,7 +412,11 @@ fn authenticate(
         headers,
         body,
     };
-    match signer::verify(parts, |ak| state.secret_for(ak), state.now()) {
+    let secret_for = |ak: &str| match &temporary {
+        Some(key) => Some(key.secret_key.clone()),
+        None => state.secret_for(ak),
+    };
+    match signer::verify(parts, secret_for, state.now()) {
         Ok(ak) => {
             state.auth_succeeded(&ak);
             Ok(format!("ak:{ak}"))

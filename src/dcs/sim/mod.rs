@@ -2,7 +2,8 @@
 //! the v2 write side (create, resize, modify, passwords, delete, tags, flavours,
 //! zones, quota) behind gateway-style authentication, lock-out and throttling, with
 //! scripted and clock-driven instance transitions, injectable faults and an
-//! unauthenticated `/_sim/` admin API.
+//! unauthenticated `/_sim/` admin API; and, on the same listener, the IAM, STS and
+//! CCE Pod Identity exchanges that issue temporary credentials (`iam`).
 //!
 //! The admin API has no authentication at all: bind the simulator to loopback only.
 
@@ -10,6 +11,7 @@ mod admin;
 mod api;
 mod file;
 pub mod flavors;
+pub mod iam;
 mod state;
 pub mod validate;
 mod write;
@@ -25,6 +27,10 @@ use tokio::task::JoinHandle;
 
 pub use file::{
     is_project_id, load_instances, load_write_config, parse_instances, parse_write_config,
+};
+pub use iam::{
+    AgencyConfig, IdentityConfig, IdpConfig, OidcProviderConfig, PodIdentityToken,
+    load_identity_config, parse_identity_config,
 };
 pub use state::{Counters, SimState};
 pub use write::{OP_LABELS, WRITE_LABELS};
@@ -47,6 +53,8 @@ pub struct SimConfig {
     pub instances: Vec<SimInstance>,
     /// Timings and quotas of the write routes.
     pub writes: WriteConfig,
+    /// The simulated IAM, STS and Pod Identity (disabled by default).
+    pub identity: IdentityConfig,
 }
 
 /// How the write side behaves in simulated time (all durations on the injected clock).
@@ -136,7 +144,8 @@ pub struct Transition {
     pub set: Map<String, Value>,
 }
 
-/// A misbehaviour to inject into DCS routes (never into `/_sim/`). Checked after
+/// A misbehaviour to inject into DCS and identity routes (never into the `/_sim/`
+/// admin routes; the Pod Identity agent's route is not an admin route). Checked after
 /// route matching and before authentication, so it never counts as an auth failure.
 ///
 /// JSON shape: the kind's fields and the scope side by side, e.g.
@@ -153,7 +162,8 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
     /// Only requests of this route label (`show_v1`, `show_v2`, `list_v1`, `list_v2`,
-    /// or one of [`OP_LABELS`], e.g. `create`, `delete`).
+    /// one of [`OP_LABELS`], e.g. `create`, `delete`, or an identity route's
+    /// ([`iam::ROUTE_LABELS`], e.g. `iam_id_token`)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
 }
@@ -316,6 +326,8 @@ pub enum SimError {
     },
     #[error("invalid fault: {0}")]
     BadFault(String),
+    #[error("invalid identity configuration: {0}")]
+    Identity(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -356,6 +368,7 @@ impl Simulator {
         let endpoint = Endpoint::parse(&base_url).map_err(|e| SimError::Endpoint(e.to_string()))?;
         let state = Arc::new(SimState::new(config, clock));
         let router = admin::router()
+            .merge(iam::admin_router())
             .fallback(api::handle)
             .with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();

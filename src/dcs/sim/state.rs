@@ -9,7 +9,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Fault, FaultKind, SimConfig, SimInstance, Transition, WriteConfig, api, file, write};
+use super::iam::{self, IdentityConfig};
+use super::{
+    Fault, FaultKind, SimConfig, SimError, SimInstance, Transition, WriteConfig, api, file, write,
+};
 use crate::clock::SharedClock;
 
 /// The gateway locks an access key after this many signature failures in a row…
@@ -21,17 +24,19 @@ pub const LOCKOUT_DURATION: TimeDelta = TimeDelta::minutes(5);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Requests per route label: `show_v1`, `show_v2`, `list_v1`, `list_v2`, the
-    /// write-side labels ([`super::OP_LABELS`]) and `unknown`.
+    /// write-side labels ([`super::OP_LABELS`]), the identity routes'
+    /// ([`iam::ROUTE_LABELS`]) and `unknown`.
     pub requests: BTreeMap<String, u64>,
-    /// DCS-route responses per HTTP status.
+    /// Responses of the DCS and identity routes per HTTP status.
     pub responses: BTreeMap<u16, u64>,
     pub auth_failures: u64,
     pub lockouts: u64,
     pub throttled: u64,
     pub faults_injected: u64,
     /// Write requests that took effect, per write route label (`create`, `resize`,
-    /// `update`, `update_password`, `reset_password`, `delete`, `tags_action`);
-    /// `requests` counts every call, refused or not.
+    /// `update`, `update_password`, `reset_password`, `delete`, `tags_action`), and
+    /// identity exchanges that issued a token or credentials, per identity route
+    /// label; `requests` counts every call, refused or not.
     #[serde(default)]
     pub writes_applied: BTreeMap<String, u64>,
 }
@@ -45,6 +50,7 @@ impl Counters {
                 .collect(),
             writes_applied: write::WRITE_LABELS
                 .iter()
+                .chain(iam::ROUTE_LABELS.iter())
                 .map(|label| (label.to_string(), 0))
                 .collect(),
             ..Default::default()
@@ -179,6 +185,7 @@ pub struct SimState {
     access_key: Option<(String, String)>,
     auth_token: Option<String>,
     inner: Mutex<Inner>,
+    identity: iam::Identity,
 }
 
 impl std::fmt::Debug for SimState {
@@ -205,6 +212,7 @@ impl SimState {
             started,
             access_key: config.access_key,
             auth_token: config.auth_token,
+            identity: iam::Identity::new(config.identity),
             inner: Mutex::new(Inner {
                 instances: BTreeMap::new(),
                 faults: Vec::new(),
@@ -422,6 +430,39 @@ impl SimState {
 
     pub fn reset_counters(&self) {
         self.lock().counters = Counters::zeroed();
+    }
+
+    /// Replaces the JWKS the ID-token routes trust (demo mode hands over the
+    /// cluster's `/openid/v1/jwks`); returns how many RSA keys it holds.
+    pub fn set_jwks(&self, jwks: &Value) -> Result<usize, SimError> {
+        self.identity.set_jwks(jwks)
+    }
+
+    /// Replaces the identity configuration (IdPs, OIDC providers, Pod Identity
+    /// tokens, and the JWKS when it carries one). Issued tokens and temporary
+    /// credentials stay valid until they expire.
+    pub fn set_identity(&self, config: IdentityConfig) -> Result<(), SimError> {
+        self.identity.set_config(config)
+    }
+
+    /// The identity services at a glance (`GET /_sim/identity`): the configuration
+    /// without Pod Identity tokens, the trusted key ids, and how many federated
+    /// tokens and temporary credentials are live.
+    pub fn identity_view(&self) -> Value {
+        self.identity.view()
+    }
+
+    /// Federated tokens and temporary credentials held (each bounded).
+    pub fn identity_counts(&self) -> (usize, usize) {
+        self.identity.counts()
+    }
+
+    pub(crate) fn identity(&self) -> &iam::Identity {
+        &self.identity
+    }
+
+    pub(crate) fn count_applied(&self, label: &str) {
+        self.lock().count_applied(label);
     }
 
     pub fn set_rate_limit(&self, per_second: Option<u32>) {
