@@ -211,6 +211,10 @@ impl World {
         let _ = reconcile(Arc::new(obj), self.ctx.clone()).await;
     }
 
+    async fn step_owned(&self, name: String) {
+        self.step(&name).await;
+    }
+
     fn reason(&self, name: &str, type_: &str) -> Option<String> {
         let status = self.api.get_dcs(NS, name)?.status?;
         status
@@ -286,8 +290,19 @@ async fn one_exchange_per_identity_and_a_refresh_adds_no_dcs_calls_or_status_wri
         obj.spec.poll_interval = Some("1h".into());
         w.api.insert(obj);
     }
+    // At once: single flight, the two that wait find the first one's result.
+    futures::future::join_all((1..=3).map(|n| w.step_owned(format!("c{n}")))).await;
+    // The gate lets one unproven call go at a time: the others observe next time.
     for n in 1..=3 {
         w.step(&format!("c{n}")).await;
+    }
+    for n in 1..=3 {
+        let name = format!("c{n}");
+        assert_eq!(
+            w.reason(&name, "Ready").as_deref(),
+            Some("Running"),
+            "{name}"
+        );
     }
     assert_eq!(
         w.exchanges(),
