@@ -124,8 +124,13 @@ async fn world(minting: Minting, audience_accepted: bool) -> World {
             _ => token,
         })
     }));
-    for (name, labelled) in [("reader", true), ("other-reader", true), ("unlabelled", false)] {
-        let labels = labelled.then(|| BTreeMap::from([(IDENTITY_LABEL.to_string(), "true".into())]));
+    for (name, labelled) in [
+        ("reader", true),
+        ("other-reader", true),
+        ("unlabelled", false),
+    ] {
+        let labels =
+            labelled.then(|| BTreeMap::from([(IDENTITY_LABEL.to_string(), "true".into())]));
         api.insert(ServiceAccount {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -206,6 +211,10 @@ impl World {
         let _ = reconcile(Arc::new(obj), self.ctx.clone()).await;
     }
 
+    async fn step_owned(&self, name: String) {
+        self.step(&name).await;
+    }
+
     fn reason(&self, name: &str, type_: &str) -> Option<String> {
         let status = self.api.get_dcs(NS, name)?.status?;
         status
@@ -241,16 +250,32 @@ fn uid(n: u32) -> String {
 #[tokio::test]
 async fn a_dcs_instance_with_an_identity_becomes_ready_without_a_key_in_any_secret() {
     let w = world(Minting::Good, false).await;
-    w.api.insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
+    w.api
+        .insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
     w.step("cache").await;
-    assert_eq!(w.reason("cache", "Ready").as_deref(), Some("Running"), "{}", w.message("cache"));
+    assert_eq!(
+        w.reason("cache", "Ready").as_deref(),
+        Some("Running"),
+        "{}",
+        w.message("cache")
+    );
     assert_eq!(w.mints.load(Ordering::SeqCst), 1);
-    assert_eq!(w.probes.load(Ordering::SeqCst), 1, "the audience is checked once");
+    assert_eq!(
+        w.probes.load(Ordering::SeqCst),
+        1,
+        "the audience is checked once"
+    );
     assert_eq!(w.exchanges(), 1);
-    assert_eq!(w.sim.state().counters().requests_for("iam_security_tokens"), 1);
+    assert_eq!(
+        w.sim.state().counters().requests_for("iam_security_tokens"),
+        1
+    );
     // No Secret holds keys: the only Secret is the connection Secret.
     let secrets = w.api.list_values("v1/secrets", Some(NS));
-    assert!(secrets.iter().all(|s| s["metadata"]["name"] == "cache-dcs"), "{secrets:?}");
+    assert!(
+        secrets.iter().all(|s| s["metadata"]["name"] == "cache-dcs"),
+        "{secrets:?}"
+    );
     let status = serde_json::to_string(&w.api.get_dcs(NS, "cache").unwrap().status).unwrap();
     assert!(!status.to_lowercase().contains("token"), "{status}");
 }
@@ -259,12 +284,31 @@ async fn a_dcs_instance_with_an_identity_becomes_ready_without_a_key_in_any_secr
 async fn one_exchange_per_identity_and_a_refresh_adds_no_dcs_calls_or_status_writes() {
     let w = world(Minting::Good, false).await;
     for n in 1..=3 {
-        w.api.insert(with_identity(&format!("c{n}"), &uid(n), "reader", &w.sim.base_url()));
+        let mut obj = with_identity(&format!("c{n}"), &uid(n), "reader", &w.sim.base_url());
+        // Polled hourly: the refresh (at 48 minutes) comes while the stored answer is
+        // still fresh, so any call then would be the refresh's doing.
+        obj.spec.poll_interval = Some("1h".into());
+        w.api.insert(obj);
     }
+    // At once: single flight, the two that wait find the first one's result.
+    futures::future::join_all((1..=3).map(|n| w.step_owned(format!("c{n}")))).await;
+    // The gate lets one unproven call go at a time: the others observe next time.
     for n in 1..=3 {
         w.step(&format!("c{n}")).await;
     }
-    assert_eq!(w.exchanges(), 1, "three DcsInstances, one identity, one exchange");
+    for n in 1..=3 {
+        let name = format!("c{n}");
+        assert_eq!(
+            w.reason(&name, "Ready").as_deref(),
+            Some("Running"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        w.exchanges(),
+        1,
+        "three DcsInstances, one identity, one exchange"
+    );
     assert_eq!(w.mints.load(Ordering::SeqCst), 1);
     // Past 80 % of the hour: the next reconciles refresh once, and observe as usual.
     w.clock.advance(TimeDelta::minutes(49));
@@ -274,16 +318,30 @@ async fn one_exchange_per_identity_and_a_refresh_adds_no_dcs_calls_or_status_wri
         w.step(&format!("c{n}")).await;
     }
     assert_eq!(w.exchanges(), 2, "one refresh for the three");
-    assert_eq!(w.shows() - shows_before, 3, "one ShowInstance each, as without a refresh");
+    assert_eq!(
+        w.shows() - shows_before,
+        0,
+        "observations are keyed by the identity, not by the rotated keys: still fresh"
+    );
     let status_writes = w.api.count("PATCH", "/status");
-    assert_eq!(status_writes, 0, "the refresh changes no status: {:?}", w.api.requests());
+    assert_eq!(
+        status_writes,
+        0,
+        "the refresh changes no status: {:?}",
+        w.api.requests()
+    );
 }
 
 #[tokio::test]
 async fn bad_tokens_fail_the_exchange_for_that_tenant_only() {
-    for minting in [Minting::WrongSignature, Minting::WrongAudience, Minting::Expired] {
+    for minting in [
+        Minting::WrongSignature,
+        Minting::WrongAudience,
+        Minting::Expired,
+    ] {
         let w = world(minting, false).await;
-        w.api.insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
+        w.api
+            .insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
         w.step("cache").await;
         assert_eq!(
             w.reason("cache", "Synced").as_deref(),
@@ -291,26 +349,41 @@ async fn bad_tokens_fail_the_exchange_for_that_tenant_only() {
             "{}",
             w.message("cache")
         );
-        assert_eq!(w.sim.state().counters().requests_for("iam_security_tokens"), 0);
+        assert_eq!(
+            w.sim.state().counters().requests_for("iam_security_tokens"),
+            0
+        );
     }
     // A subject outside the mapping fails; another tenant's identity still works.
     let w = world(Minting::Good, false).await;
     let mut outsider = with_identity("outsider", &uid(2), "unmapped", &w.sim.base_url());
-    outsider.spec.identity.as_mut().unwrap().service_account_name = "unmapped".into();
+    outsider
+        .spec
+        .identity
+        .as_mut()
+        .unwrap()
+        .service_account_name = "unmapped".into();
     w.api.insert(ServiceAccount {
         metadata: ObjectMeta {
             name: Some("unmapped".into()),
             namespace: Some(NS.into()),
-            labels: Some(BTreeMap::from([(IDENTITY_LABEL.to_string(), "true".into())])),
+            labels: Some(BTreeMap::from([(
+                IDENTITY_LABEL.to_string(),
+                "true".into(),
+            )])),
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()
     });
     w.api.insert(outsider);
-    w.api.insert(with_identity("good", &uid(3), "reader", &w.sim.base_url()));
+    w.api
+        .insert(with_identity("good", &uid(3), "reader", &w.sim.base_url()));
     w.step("outsider").await;
     w.step("good").await;
-    assert_eq!(w.reason("outsider", "Synced").as_deref(), Some("IdentityExchangeFailed"));
+    assert_eq!(
+        w.reason("outsider", "Synced").as_deref(),
+        Some("IdentityExchangeFailed")
+    );
     assert_eq!(w.reason("good", "Ready").as_deref(), Some("Running"));
 }
 
@@ -320,18 +393,42 @@ async fn kubernetes_side_problems_send_no_token_request() {
     let mut elsewhere = with_identity("elsewhere", &uid(1), "reader", &w.sim.base_url());
     elsewhere.meta_mut().namespace = Some("team-b".into());
     w.api.insert(elsewhere);
-    w.api.insert(with_identity("missing", &uid(2), "nobody", &w.sim.base_url()));
-    w.api.insert(with_identity("unlabelled", &uid(3), "unlabelled", &w.sim.base_url()));
+    w.api.insert(with_identity(
+        "missing",
+        &uid(2),
+        "nobody",
+        &w.sim.base_url(),
+    ));
+    w.api.insert(with_identity(
+        "unlabelled",
+        &uid(3),
+        "unlabelled",
+        &w.sim.base_url(),
+    ));
     let obj = w.api.get_dcs("team-b", "elsewhere").unwrap();
     let _ = reconcile(Arc::new(obj), w.ctx.clone()).await;
     w.step("missing").await;
     w.step("unlabelled").await;
     assert_eq!(w.mints.load(Ordering::SeqCst), 0);
     for name in ["missing", "unlabelled"] {
-        assert_eq!(w.reason(name, "Synced").as_deref(), Some("TokenRequestFailed"), "{name}");
+        assert_eq!(
+            w.reason(name, "Synced").as_deref(),
+            Some("TokenRequestFailed"),
+            "{name}"
+        );
     }
-    let elsewhere = w.api.get_dcs("team-b", "elsewhere").unwrap().status.unwrap();
-    assert!(elsewhere.conditions.iter().any(|c| c.reason == "TokenRequestFailed"));
+    let elsewhere = w
+        .api
+        .get_dcs("team-b", "elsewhere")
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        elsewhere
+            .conditions
+            .iter()
+            .any(|c| c.reason == "TokenRequestFailed")
+    );
 }
 
 #[tokio::test]
@@ -347,9 +444,17 @@ async fn tokens_and_keys_never_reach_a_tenant_endpoint() {
             counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    w.api.insert(with_identity("cache", &uid(1), "reader", &format!("http://{address}")));
+    w.api.insert(with_identity(
+        "cache",
+        &uid(1),
+        "reader",
+        &format!("http://{address}"),
+    ));
     w.step("cache").await;
-    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("TokenRequestFailed"));
+    assert_eq!(
+        w.reason("cache", "Synced").as_deref(),
+        Some("TokenRequestFailed")
+    );
     assert_eq!(w.mints.load(Ordering::SeqCst), 0, "nothing minted");
     assert_eq!(connections.load(Ordering::SeqCst), 0, "nothing sent there");
 }
@@ -357,11 +462,19 @@ async fn tokens_and_keys_never_reach_a_tenant_endpoint() {
 #[tokio::test]
 async fn an_audience_the_api_server_accepts_disables_workload_identity() {
     let w = world(Minting::Good, true).await;
-    w.api.insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
+    w.api
+        .insert(with_identity("cache", &uid(1), "reader", &w.sim.base_url()));
     w.step("cache").await;
     w.step("cache").await;
-    assert_eq!(w.reason("cache", "Synced").as_deref(), Some("TokenRequestFailed"));
-    assert!(w.message("cache").contains("disabled"), "{}", w.message("cache"));
+    assert_eq!(
+        w.reason("cache", "Synced").as_deref(),
+        Some("TokenRequestFailed")
+    );
+    assert!(
+        w.message("cache").contains("disabled"),
+        "{}",
+        w.message("cache")
+    );
     assert_eq!(w.exchanges(), 0, "nothing exchanged");
     assert_eq!(w.probes.load(Ordering::SeqCst), 1);
 }
