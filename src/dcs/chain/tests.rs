@@ -946,3 +946,37 @@ mod metadata {
         assert!(exchange(serve(script).await).exchange().await.is_err());
     }
 }
+
+#[test]
+fn no_secret_in_debug_or_describe() {
+    let vars = [
+        (ENV_ACCESS_KEY, "ENVAK"),
+        (ENV_SECRET_KEY, "VERYSECRETSK"),
+        (ENV_SECURITY_TOKEN, "VERYSECRETTOKEN"),
+    ];
+    let provider = select(env(&vars), no_files(), &ChainOptions::default())
+        .unwrap()
+        .unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap());
+    let chain = ChainCredentials::new(
+        provider.clone(),
+        Arc::new(FakeMaker::default()),
+        Arc::new(clock),
+        RefreshPolicy::default(),
+    );
+    let shown = format!(
+        "{provider:?} {} {chain:?} {}",
+        provider.describe(),
+        chain.identity()
+    );
+    assert!(shown.contains("ENVAK"), "{shown}");
+    for secret in ["VERYSECRETSK", "VERYSECRETTOKEN"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    let inline = [&OIDC[..2], &[(ENV_OIDC_ID_TOKEN, JWT)]].concat();
+    let provider = select(env(&inline), no_files(), &ChainOptions::default())
+        .unwrap()
+        .unwrap();
+    let shown = format!("{provider:?} {}", provider.describe());
+    assert!(!shown.contains(JWT), "{shown}");
+}
