@@ -12,6 +12,7 @@ use crate::cli::RunArgs;
 use crate::clock::{SharedClock, SystemClock};
 use crate::controller::budget::ApiBudget;
 use crate::controller::dcs_call::NamespaceLimits;
+use crate::controller::identity::{self, Identities, IdentityOptions};
 use crate::controller::resolve::SpecDefaults;
 use crate::controller::secrets::{
     CredentialsResolver, DefaultCredentials, DefaultCredentialsSource, FoundCredentials,
@@ -20,7 +21,9 @@ use crate::controller::shared::LifecycleOptions;
 use crate::controller::{self, Shared};
 use crate::crd::{GROUP, VERSION};
 use crate::dcs::chain::{self, ChainOptions};
-use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_instances};
+use crate::dcs::client::Endpoint;
+use crate::dcs::iam::IamClient;
+use crate::dcs::sim::{SimConfig, SimHandle, Simulator, load_identity_config, load_instances};
 use crate::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use crate::leader::{self, LeaderGate};
 use crate::metrics::MetricsOptions;
@@ -94,6 +97,7 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         Some(_) => None,
         None => default_credentials(args, &config, clock.clone())?,
     };
+    let iam_config = config.clone();
     let dcs = DcsClient::new(config, clock.clone())?;
     let mut defaults = SpecDefaults {
         region: args.default_region.clone(),
@@ -132,7 +136,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         usize::from(args.tenant_origin_concurrency),
     ))
     .cloud_origins(cloud_origins)
-    .recorder(Recorder::new(client, controller::reporter(identity)))
+    .recorder(Recorder::new(
+        client.clone(),
+        controller::reporter(identity),
+    ))
     .metrics(MetricsOptions {
         instance_series: args.metrics_instance_series,
     })
@@ -140,6 +147,11 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         manage_namespaces,
         lookup_window: args.create_lookup_window,
     });
+    if let Some(identities) =
+        identities(args, &iam_config, simulator.as_ref(), &client, &clock).await?
+    {
+        builder = builder.identities(identities);
+    }
     if args.leader_elect {
         builder = builder.leader(Arc::new(LeaderGate::elected(clock)));
     }
@@ -161,6 +173,85 @@ async fn start_demo_simulator(
     let handle = Simulator::start(sim_config, "127.0.0.1:0".parse()?, clock).await?;
     info!(endpoint = %handle.base_url(), "demo mode: DCS simulator started in-process");
     Ok(handle)
+}
+
+/// Workload identity (spec.identity), when `--identity-namespaces` names any. In
+/// demo mode the simulator plays IAM: its identity settings come from the
+/// `--simulator` file, and it trusts the cluster's own signing keys
+/// (`/openid/v1/jwks`, the static copy a real IdP setup also needs).
+async fn identities(
+    args: &RunArgs,
+    config: &ClientConfig,
+    simulator: Option<&SimHandle>,
+    client: &Client,
+    clock: &SharedClock,
+) -> anyhow::Result<Option<Arc<Identities>>> {
+    if args.identity_namespaces.is_empty() {
+        return Ok(None);
+    }
+    let endpoint = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<Endpoint>> {
+        value
+            .as_deref()
+            .map(|text| Endpoint::parse(text).with_context(|| format!("--{flag} {text}")))
+            .transpose()
+    };
+    let mut options = IdentityOptions {
+        namespaces: args.identity_namespaces.clone(),
+        audience: args.identity_audience.clone(),
+        iam_endpoint: endpoint("iam-endpoint", &args.iam_endpoint)?,
+        sts_endpoint: endpoint("sts-endpoint", &args.sts_endpoint)?,
+        allowed_origins: Vec::new(),
+    };
+    for text in &args.identity_endpoints {
+        let parsed =
+            Endpoint::parse(text).with_context(|| format!("--identity-endpoints {text}"))?;
+        options.allowed_origins.push(parsed.origin());
+    }
+    if let (Some(handle), Some(path)) = (simulator, &args.simulator) {
+        demo_identity(handle, path, client).await;
+        options.allowed_origins.push(handle.endpoint().origin());
+        options
+            .iam_endpoint
+            .get_or_insert_with(|| handle.endpoint());
+        options
+            .sts_endpoint
+            .get_or_insert_with(|| handle.endpoint());
+    }
+    let iam = IamClient::new(config).context("the IAM/STS client")?;
+    let identities = Identities::new(options, iam, identity::api_server_probe(), clock.clone());
+    Ok(Some(Arc::new(identities)))
+}
+
+/// The demo simulator's IAM: the `identity` block of the instances file, and the
+/// cluster's JWKS (a failure to read it is logged: the file's JWKS, if any, stays).
+async fn demo_identity(handle: &SimHandle, path: &std::path::Path, client: &Client) {
+    match load_identity_config(path) {
+        Ok(config) => {
+            if let Err(error) = handle.state().set_identity(config) {
+                warn!("demo mode: the identity settings were not accepted: {error}");
+            }
+        }
+        Err(error) => warn!(
+            "demo mode: no identity settings from {}: {error}",
+            path.display()
+        ),
+    }
+    let request = http::Request::get("/openid/v1/jwks").body(Vec::new());
+    let jwks = match request {
+        Ok(request) => client.request::<serde_json::Value>(request).await,
+        Err(error) => {
+            warn!("demo mode: cannot build the JWKS request: {error}");
+            return;
+        }
+    };
+    match jwks.map(|jwks| handle.state().set_jwks(&jwks)) {
+        Ok(Ok(keys)) => info!(
+            keys,
+            "demo mode: the simulator trusts the cluster's signing keys"
+        ),
+        Ok(Err(error)) => warn!("demo mode: the cluster's JWKS was not accepted: {error}"),
+        Err(error) => warn!("demo mode: cannot read the cluster's /openid/v1/jwks: {error}"),
+    }
 }
 
 /// The simulator's keys are fake: any namespace may use them, only towards it.

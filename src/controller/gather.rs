@@ -299,15 +299,32 @@ async fn access_with(
     let Some(project_id) = obj.spec.project_id.as_ref().or(found.project_id.as_ref()) else {
         return Ok(Err(Problem::InvalidSpec(SpecProblem::NoProjectId)));
     };
-    let gate = budget::gate_key(
-        &resolved.endpoint,
-        &found.credentials,
-        &shared.cloud_origins,
-    );
+    // The operator's own exchanged credentials rotate: they are known by their
+    // stable key, as a workload identity is.
+    let stable = obj
+        .spec
+        .credentials_secret_ref
+        .is_none()
+        .then(|| shared.credentials.defaults.as_ref()?.stable_key())
+        .flatten();
+    let (fingerprint, gate) = match stable {
+        Some(key) => {
+            let gate = budget::gate_key_for(&resolved.endpoint, &key, &shared.cloud_origins);
+            (key, gate)
+        }
+        None => (
+            found.credentials.fingerprint(),
+            budget::gate_key(
+                &resolved.endpoint,
+                &found.credentials,
+                &shared.cloud_origins,
+            ),
+        ),
+    };
     Ok(Ok(Access {
         project_id: project_id.clone(),
         own_credentials: obj.spec.credentials_secret_ref.is_some(),
-        fingerprint: found.credentials.fingerprint(),
+        fingerprint,
         gate,
         credentials: found.credentials,
         resolved,

@@ -158,6 +158,15 @@ pub struct DefaultCredentials {
 }
 
 impl DefaultCredentials {
+    /// The stable key of exchanged default credentials (see
+    /// [`ChainCredentials::stable_key`]).
+    pub fn stable_key(&self) -> Option<String> {
+        match &self.source {
+            DefaultCredentialsSource::Chain(chain) => chain.stable_key(),
+            _ => None,
+        }
+    }
+
     /// The credentials to sign with now. The chain's exchanges are cached, one at a
     /// time, and back off after a failure, so this is cheap however often it runs.
     pub async fn load(&self) -> Result<FoundCredentials, CredentialsProblem> {

@@ -1093,6 +1093,16 @@ impl ChainCredentials {
         format!("default:{}", self.provider.describe())
     }
 
+    /// The key to know these credentials by when they are exchanged (their
+    /// temporary keys rotate at every refresh; observations, batch groups and
+    /// gates must not start over each time); None for keys that do not rotate.
+    pub fn stable_key(&self) -> Option<String> {
+        matches!(self.source, Source::Exchanged { .. }).then(|| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(self.identity().as_bytes());
+            format!("identity:{}", hex::encode(&digest[..16]))
+        })
+    }
+
     /// Credentials to sign with now, and the project id the provider names.
     pub async fn get(&self) -> Result<FoundCredentials, ChainError> {
         match &self.source {

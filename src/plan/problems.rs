@@ -78,7 +78,7 @@ pub enum CredentialsProblem {
     TokenRequestFailed(String),
     /// Workload identity, cloud side: the IAM/STS exchange failed (its code and
     /// message, never a token).
-    #[error("spec.identity: the IAM/STS exchange failed: {0}")]
+    #[error("the IAM/STS exchange failed: {0}")]
     IdentityExchangeFailed(String),
 }
 
