@@ -94,15 +94,6 @@ namespaces) or one Role per namespace (watchNamespaces). One comment per rule: w
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/*
-Whether the operator may check a token audience against the API server (a
-SelfSubjectReview): it mints tenant tokens (identity.namespaces) or presents its
-own projected token (operatorIdentity.projectedToken). "true" or empty.
-*/}}
-{{- define "dcs-operator.identityEnabled" -}}
-{{- if or .Values.identity.namespaces .Values.operatorIdentity.projectedToken.enabled }}true{{- end }}
-{{- end }}
-
 {{/* The directory the projected token volume is mounted at: the token file's. */}}
 {{- define "dcs-operator.tokenDir" -}}
 {{- dir .Values.operatorIdentity.projectedToken.path }}
