@@ -25,8 +25,10 @@
 //!    kubeconfig's (admin) identity;
 //! 4. starts the operator in demo mode (the DCS simulator in-process, with its own
 //!    instance file written to the temp directory) watching only that namespace,
-//!    with a 10s default poll interval, and allowed to create and delete instances
-//!    there with the simulator's keys (`--default-credentials-manage-namespaces`);
+//!    with a 10s default poll interval, allowed to create and delete instances
+//!    there with the simulator's keys (`--default-credentials-manage-namespaces`),
+//!    and with workload identity for that namespace (`--identity-namespaces`,
+//!    `--identity-audience`, `--iam-endpoint`, `--identity-endpoints`);
 //! 5. applies DcsInstances and checks their status, conditions, connection Secrets,
 //!    printer columns (the server-side Table), a CREATING -> RUNNING transition, an
 //!    IP change made in the simulator, and that nothing is rewritten while nothing
@@ -36,26 +38,48 @@
 //!    cleanup finalizer, ownership tag, status.instanceId), goes CREATING -> RUNNING
 //!    with its password in the connection Secret; deleting it deletes the instance
 //!    (the simulator answers 404) before the DcsInstance goes;
-//! 7. cleans up whatever happens: deletes the DcsInstances while the operator still
-//!    runs (so its finalizers do their work), stops the operator and the simulator,
-//!    removes the operator's finalizers from whatever is left (an operator that
-//!    stopped early would otherwise strand them and the namespace), then deletes the
-//!    namespace (and with it the Secrets, ServiceAccount and Roles), the ClusterRole
-//!    and ClusterRoleBinding it created, and the temp file.
+//! 7. workload identity (docs/keyless.md, Option A): copies the cluster's JWKS
+//!    (`/openid/v1/jwks`) into a file and its issuer
+//!    (`/.well-known/openid-configuration`) into the simulator's IAM as an identity
+//!    provider — the static-copy steps a real IdP setup needs — applies the Role and
+//!    RoleBinding the chart renders for an identity namespace (committed in
+//!    `tests/fixtures/chart/identity.yaml`; nothing else is added to the chart's
+//!    default RBAC), and checks that a DcsInstance with `spec.identity` and no
+//!    credentials Secret becomes Ready through a real ServiceAccount token minted by
+//!    the API server (TokenRequest → IAM exchange → signed DCS calls), that no Secret
+//!    holds keys, and that an unlabelled ServiceAccount gives `TokenRequestFailed`
+//!    without any exchange. The operator reaches the simulator's IAM and the
+//!    identity's DCS endpoint through a loopback forwarder whose address is known
+//!    before the operator starts (the simulator's own port is not: see
+//!    [`Forwarder`]);
+//! 8. cleans up whatever happens: deletes the DcsInstances while the operator still
+//!    runs (so its finalizers do their work), stops the operator, the simulator and
+//!    the forwarder, removes the operator's finalizers from whatever is left (an
+//!    operator that stopped early would otherwise strand them and the namespace),
+//!    then deletes the namespace (and with it the Secrets, ServiceAccounts, Roles and
+//!    RoleBindings), the ClusterRole and ClusterRoleBinding it created, and the temp
+//!    files.
 //!
 //! Set RUST_LOG (e.g. `RUST_LOG=dcs_operator=debug`) to see the operator's logs.
 //!
-//! Two small tests here need no cluster and run with plain `cargo test`: the instance
-//! file this test writes parses as the scenario expects, and the manifests in
-//! `examples/` agree with each other and with `examples/sim-instances.yaml`.
+//! Small tests here need no cluster and run with plain `cargo test`: the instance
+//! file this test writes parses as the scenario expects, the operator's command
+//! line parses, the manifests in `examples/` agree with each other and with
+//! `examples/sim-instances.yaml`, the chart's RBAC (default and identity) moves into
+//! a test namespace intact, and the cloud half of the identity path works through
+//! the forwarder with a test-signed token (the simulator's identity configuration,
+//! the ID-token and security-token exchanges, a DCS call signed with the temporary
+//! keys).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -68,11 +92,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use clap::Parser as _;
-use dcs_operator::cli::{Cli, Command};
+use dcs_operator::cli::{Cli, Command, RunArgs};
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller;
 use dcs_operator::crd::{Condition, DcsInstance, GROUP, VERSION};
-use dcs_operator::dcs::sim::{SimConfig, SimHandle, WriteConfig};
+use dcs_operator::dcs::sim::{SimConfig, SimHandle, WriteConfig, parse_identity_config};
 use dcs_operator::dcs::{ClientConfig, Credentials, DcsClient, SecretString};
 use dcs_operator::lifecycle::{
     CLEANUP_FINALIZER, CREATE_ATTEMPT_ANNOTATION, IN_USE_FINALIZER, INSTANCE_ID_ANNOTATION,
@@ -89,11 +113,18 @@ const POLL_INTERVAL: Duration = Duration::from_secs(10);
 const CHART_RBAC: &str = include_str!("fixtures/rbac.yaml");
 /// The release namespace that rendering was made for.
 const CHART_NAMESPACE: &str = "dcs-system";
+/// The chart rendered with workload identity on
+/// (charts/dcs-operator/ci/identity-values.yaml), kept in step the same way.
+const CHART_IDENTITY: &str = include_str!("fixtures/chart/identity.yaml");
+/// The first identity namespace of that rendering: its Role and RoleBinding are
+/// what the chart gives every namespace listed in `identity.namespaces`.
+const CHART_IDENTITY_NAMESPACE: &str = "team-a";
 
 /// The simulated instances, one per scenario.
 const RUNNING_ID: &str = "e2e00001-0000-4000-8000-000000000001";
 const CREATING_ID: &str = "e2e00002-0000-4000-8000-000000000002";
 const CLUSTER_ID: &str = "e2e00003-0000-4000-8000-000000000003";
+const IDENTITY_ID: &str = "e2e00004-0000-4000-8000-000000000004";
 
 /// The DcsInstance names that point at them.
 const RUNNING: &str = "running";
@@ -161,6 +192,25 @@ instances:
     charging_mode: 0
     available_zones: [d539378ec1314c85b76fefa3f7071458]
     created_at: "2023-11-20T02:00:10.500Z"
+
+  - project_id: 0123456789abcdef0123456789abcdef
+    instance_id: e2e00004-0000-4000-8000-000000000004
+    name: e2e-identity
+    engine: Redis
+    engine_version: "6.0"
+    capacity: 2
+    capacity_minor: ""
+    ip: 10.0.0.50
+    port: 6379
+    status: RUNNING
+    sub_status: normal
+    max_memory: 1536
+    used_memory: 5
+    resource_spec_code: redis.single.xu1.large.2
+    cache_mode: single
+    charging_mode: 0
+    available_zones: [d539378ec1314c85b76fefa3f7071458]
+    created_at: "2024-04-02T10:00:00.000Z"
 "#;
 
 /// The managed path: a DcsInstance the operator creates and deletes.
@@ -209,6 +259,37 @@ const EXPECTED: &[Expected] = &[
     },
 ];
 
+// The identity path (docs/keyless.md, Option A).
+
+/// The audience of the tokens the operator mints, and the simulated IdP's client
+/// id: a dedicated one, never the API server's.
+const IDENTITY_AUDIENCE: &str = "dcs-operator-e2e";
+/// The simulated IAM identity provider (`spec.identity.idpId`).
+const IDP_ID: &str = "e2e-idp";
+/// The ServiceAccount the IdP maps (labelled for the operator).
+const READER_SA: &str = "e2e-reader";
+/// A ServiceAccount without the label: the operator must not mint for it.
+const UNLABELLED_SA: &str = "e2e-unlabelled";
+/// The label that lets the operator act as a ServiceAccount.
+const IDENTITY_LABEL: &str = "dcs.operator.dev/identity";
+/// The DcsInstances of the identity path.
+const IDENTITY: &str = "identity";
+const IDENTITY_UNLABELLED: &str = "identity-unlabelled";
+/// What the identity DcsInstance must end up looking like.
+const IDENTITY_EXPECTED: Expected = Expected {
+    name: IDENTITY,
+    ip: "10.0.0.50",
+    addresses: &["10.0.0.50"],
+    capacity: "2Gi",
+    engine_version: "6.0",
+};
+/// How long the identity DcsInstance may take to become Ready: a first exchange
+/// that fails is retried after a backoff (10s, 20s, 40s, …).
+const IDENTITY_READY_WAIT: Duration = Duration::from_secs(120);
+/// Secret keys that would hold cloud credentials (compared in lower case, without
+/// `-` and `_`): with workload identity none may exist in the namespace.
+const CREDENTIAL_KEYS: &[&str] = &["accesskey", "secretkey", "securitytoken", "authtoken"];
+
 /// Tests in this file share one cluster: never run two at once.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -234,10 +315,12 @@ async fn operator_against_a_real_cluster() {
     let mut env = Env {
         client: client.clone(),
         instances_file: std::env::temp_dir().join(format!("{namespace}-instances.yaml")),
+        jwks_file: std::env::temp_dir().join(format!("{namespace}-jwks.json")),
         namespace,
         stop: None,
         controller: None,
         simulator: None,
+        forwarder: None,
         cluster_rbac: Vec::new(),
     };
     step(&format!("creating namespace {}", env.namespace));
@@ -269,9 +352,13 @@ struct Env {
     client: Client,
     namespace: String,
     instances_file: PathBuf,
+    /// The copy of the cluster's JWKS the simulator's IAM trusts.
+    jwks_file: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
     simulator: Option<SimHandle>,
+    /// Stands in front of the simulator for the identity path.
+    forwarder: Option<Forwarder>,
     /// Cluster-scoped RBAC objects applied for the operator: (kind, name).
     cluster_rbac: Vec<(&'static str, String)>,
 }
@@ -298,7 +385,11 @@ impl Env {
         if let Some(simulator) = self.simulator.take() {
             simulator.shutdown().await;
         }
+        // Only now: the operator reaches the identity DcsInstances' endpoint through
+        // it while it deletes them.
+        drop(self.forwarder.take());
         let _ = std::fs::remove_file(&self.instances_file);
+        let _ = std::fs::remove_file(&self.jwks_file);
         // With the operator gone nobody removes its finalizers: without this the
         // DcsInstances (and the namespace) would wait forever.
         self.release_finalizers().await;
@@ -618,35 +709,24 @@ async fn scenario(env: &mut Env) {
 
     step("starting the operator in demo mode");
     std::fs::write(&env.instances_file, INSTANCES_FILE).expect("cannot write the instances file");
-    // Parsed like the command line, so the defaults are the binary's own.
-    let instances_file = env.instances_file.display().to_string();
-    let poll = format!("{}s", POLL_INTERVAL.as_secs());
-    let cli = Cli::parse_from([
-        "dcs-operator",
-        "run",
-        "--namespace",
-        ns.as_str(),
-        "--default-poll-interval",
-        poll.as_str(),
-        "--simulator",
-        instances_file.as_str(),
-        // The simulator's keys are the operator's default credentials in demo mode:
-        // creating and deleting with them needs this grant (docs/managing.md).
-        "--default-credentials-manage-namespaces",
-        ns.as_str(),
-    ]);
-    let Command::Run(args) = cli.command else {
-        panic!("not the run command")
-    };
+    // The identity flags need the simulator's address before the operator (and with
+    // it the simulator) starts: the forwarder's stands in for it.
+    let forwarder = Forwarder::start().await;
+    let identity_url = forwarder.url.clone();
+    env.forwarder = Some(forwarder);
+    let args = run_args(&ns, &env.instances_file, &identity_url);
     let operator_client = operator_client(env).await;
-    let operator = build(operator_client, &args, Arc::new(SystemClock))
+    let operator = build(operator_client.clone(), &args, Arc::new(SystemClock))
         .await
         .expect("cannot build the operator");
-    env.simulator = Some(
-        operator
-            .simulator
-            .expect("demo mode starts a simulator (RunArgs.simulator is set)"),
-    );
+    let simulator = operator
+        .simulator
+        .expect("demo mode starts a simulator (RunArgs.simulator is set)");
+    env.forwarder
+        .as_ref()
+        .expect("the forwarder")
+        .forward_to(simulator.addr());
+    env.simulator = Some(simulator);
     let (stop, stopped) = oneshot::channel::<()>();
     env.stop = Some(stop);
     env.controller = Some(tokio::spawn(controller::run(
@@ -741,6 +821,7 @@ async fn scenario(env: &mut Env) {
     }
 
     managed_path(env).await;
+    identity_path(env, &operator_client, &identity_url).await;
     step("all checks passed");
 }
 
@@ -983,6 +1064,486 @@ async fn managed_path(env: &mut Env) {
         "no create after the first"
     );
     sim.set_write_config(WriteConfig::default());
+}
+
+/// The operator's `run` arguments, parsed like the command line so the defaults are
+/// the binary's own.
+fn run_args(namespace: &str, instances_file: &Path, identity_url: &str) -> RunArgs {
+    let instances_file = instances_file.display().to_string();
+    let poll = format!("{}s", POLL_INTERVAL.as_secs());
+    let cli = Cli::try_parse_from([
+        "dcs-operator",
+        "run",
+        "--namespace",
+        namespace,
+        "--default-poll-interval",
+        poll.as_str(),
+        "--simulator",
+        instances_file.as_str(),
+        // The simulator's keys are the operator's default credentials in demo mode:
+        // creating and deleting with them needs this grant (docs/managing.md).
+        "--default-credentials-manage-namespaces",
+        namespace,
+        // Workload identity (docs/keyless.md): minting only in this namespace, with
+        // a dedicated audience; ID and federated tokens only to the simulator's IAM,
+        // temporary keys only to it (it is no region endpoint).
+        "--identity-namespaces",
+        namespace,
+        "--identity-audience",
+        IDENTITY_AUDIENCE,
+        "--iam-endpoint",
+        identity_url,
+        "--identity-endpoints",
+        identity_url,
+    ])
+    .unwrap_or_else(|error| panic!("the operator's command line does not parse: {error}"));
+    let Command::Run(args) = cli.command else {
+        panic!("not the run command")
+    };
+    args
+}
+
+/// Workload identity, Option A of docs/keyless.md, end to end: a real ServiceAccount
+/// token minted by the API server (TokenRequest, as the operator under the chart's
+/// RBAC), checked against the cluster's own signing keys by the simulator's IAM,
+/// exchanged for temporary keys that sign the DCS calls. No key is ever written to
+/// the cluster.
+async fn identity_path(env: &mut Env, operator: &Client, identity_url: &str) {
+    let client = env.client.clone();
+    let ns = env.namespace.clone();
+    let instances: Api<DcsInstance> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let sim = env.simulator.as_ref().expect("simulator").shared_state();
+
+    // The static copies a real IdP setup makes (docs/keyless.md, Option A, steps 1,
+    // 2 and 6): IAM does not fetch the cluster's signing keys, it is given a copy of
+    // them and of the issuer. When the cluster's signing key rotates, that copy must
+    // be uploaded again. Read with the test's own kubeconfig, as `kubectl get --raw`.
+    step("identity: copying the cluster's issuer and JWKS (the static copy an IdP needs)");
+    let discovery = raw_get(&client, "/.well-known/openid-configuration")
+        .await
+        .unwrap_or_else(|error| panic!("{ISSUER_DISCOVERY_HINT}: {error}"));
+    let issuer = serde_json::from_str::<Value>(&discovery)
+        .ok()
+        .and_then(|document| document["issuer"].as_str().map(str::to_string))
+        .filter(|issuer| !issuer.is_empty())
+        .unwrap_or_else(|| panic!("the OpenID configuration names no issuer: {discovery}"));
+    let jwks = raw_get(&client, "/openid/v1/jwks")
+        .await
+        .unwrap_or_else(|error| panic!("{ISSUER_DISCOVERY_HINT}: {error}"));
+    std::fs::write(&env.jwks_file, &jwks).expect("cannot write the JWKS copy");
+
+    step(&format!(
+        "identity: the simulator's IAM gets IdP {IDP_ID} (issuer {issuer}, client id {IDENTITY_AUDIENCE}, sub system:serviceaccount:{ns}:{READER_SA}) and the JWKS copy"
+    ));
+    let document = sim_identity_document(&env.jwks_file, &issuer, &ns);
+    let config = parse_identity_config(&document, None).unwrap_or_else(|error| {
+        panic!(
+            "the simulator refuses the cluster's JWKS or the IdP (it trusts RSA keys only, as IAM verifies RS256): {error}"
+        )
+    });
+    sim.set_identity(config).unwrap_or_else(|error| {
+        panic!("the simulator refuses the identity configuration: {error}")
+    });
+    let view = sim.identity_view();
+    assert!(
+        view["jwks_keys"]
+            .as_array()
+            .is_some_and(|keys| !keys.is_empty()),
+        "the simulator trusts no key of the cluster's JWKS: {view}"
+    );
+
+    // The chart grants minting only in the namespaces listed in identity.namespaces;
+    // its default rendering (what the operator runs under so far) grants none.
+    step("identity: under the chart's default RBAC the operator may not mint tokens");
+    for (verb, resource, subresource) in IDENTITY_GRANTS {
+        let allowed = may(operator, &ns, verb, resource, subresource)
+            .await
+            .unwrap_or_else(|error| panic!("SelfSubjectAccessReview: {error}"));
+        assert!(
+            !allowed,
+            "the chart's default RBAC already allows {verb} {resource}{}{subresource}: the identity Role would prove nothing",
+            if subresource.is_empty() { "" } else { "/" }
+        );
+    }
+    step("identity: applying the Role and RoleBinding the chart renders for an identity namespace");
+    for object in chart_identity_rbac_for(&ns) {
+        match object["kind"].as_str() {
+            Some("Role") => {
+                apply_typed(Api::<Role>::namespaced(client.clone(), &ns), &object).await
+            }
+            Some("RoleBinding") => {
+                apply_typed(Api::<RoleBinding>::namespaced(client.clone(), &ns), &object).await
+            }
+            other => panic!("the chart's identity RBAC holds a {other:?}"),
+        }
+    }
+    eventually(
+        "the identity Role to let the operator mint tokens and read ServiceAccounts",
+        Duration::from_secs(30),
+        || async {
+            for (verb, resource, subresource) in IDENTITY_GRANTS {
+                if !may(operator, &ns, verb, resource, subresource).await? {
+                    return Err(format!("not allowed yet: {verb} {resource} {subresource}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+
+    step(&format!(
+        "identity: ServiceAccounts {READER_SA} (labelled {IDENTITY_LABEL}) and {UNLABELLED_SA} (not)"
+    ));
+    for (name, labelled) in [(READER_SA, true), (UNLABELLED_SA, false)] {
+        let mut account = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name},
+            // The operator mints its tokens; no pod needs one (docs/keyless.md).
+            "automountServiceAccountToken": false,
+        });
+        if labelled {
+            account["metadata"]["labels"] = json!({IDENTITY_LABEL: "true"});
+        }
+        apply_typed(accounts.clone(), &account).await;
+    }
+
+    let before = sim.counters();
+    step("identity: a DcsInstance with spec.identity and no credentials Secret becomes Ready");
+    apply_identity_instance(&instances, IDENTITY, READER_SA, identity_url).await;
+    eventually(
+        "the identity DcsInstance to be Ready (TokenRequest, audience check, IAM exchange, signed DCS calls; the complaint quotes Synced)",
+        IDENTITY_READY_WAIT,
+        || check_identity_ready(&instances, &secrets),
+    )
+    .await;
+    let after = sim.counters();
+    for label in ["iam_id_token", "iam_security_tokens"] {
+        let requests = after.requests_for(label) - before.requests_for(label);
+        let issued = after.applied_for(label) - before.applied_for(label);
+        assert!(
+            requests >= 1 && issued >= 1,
+            "the simulator's IAM saw {requests} {label} request(s), {issued} issuing: the DcsInstance is Ready without the exchange?"
+        );
+    }
+
+    step("identity: no Secret in the namespace holds cloud credentials");
+    let object = instances
+        .get(IDENTITY)
+        .await
+        .expect("the identity DcsInstance");
+    let uid = object.metadata.uid.clone().expect("a uid");
+    let mut held = Vec::new();
+    let mut owned = Vec::new();
+    for secret in secrets
+        .list(&Default::default())
+        .await
+        .expect("cannot list Secrets")
+    {
+        let name = secret.name_any();
+        for key in secret.data.iter().flat_map(|data| data.keys()) {
+            let plain: String = key
+                .chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if CREDENTIAL_KEYS.contains(&plain.as_str()) {
+                held.push(format!("Secret {name} key {key}"));
+            }
+        }
+        if secret
+            .owner_references()
+            .iter()
+            .any(|owner| owner.uid == uid)
+        {
+            owned.push(name);
+        }
+    }
+    assert!(held.is_empty(), "keys in the namespace: {held:?}");
+    assert_eq!(
+        owned,
+        [format!("{IDENTITY}-dcs")],
+        "the identity DcsInstance owns only its connection Secret"
+    );
+
+    step(
+        "identity: an unlabelled ServiceAccount gives TokenRequestFailed, and nothing is exchanged",
+    );
+    let before = sim.counters();
+    apply_identity_instance(&instances, IDENTITY_UNLABELLED, UNLABELLED_SA, identity_url).await;
+    eventually(
+        "the DcsInstance naming an unlabelled ServiceAccount to report TokenRequestFailed",
+        Duration::from_secs(60),
+        || {
+            let instances = instances.clone();
+            async move {
+                let object = instances
+                    .get(IDENTITY_UNLABELLED)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let synced = condition(&object, "Synced")?;
+                expect_eq("Synced.status", synced.status.as_str(), "False")?;
+                expect_eq(
+                    "Synced.reason",
+                    synced.reason.as_str(),
+                    "TokenRequestFailed",
+                )?;
+                if !synced.message.contains(IDENTITY_LABEL) {
+                    return Err(format!(
+                        "Synced.message does not name the label {IDENTITY_LABEL}: {}",
+                        synced.message
+                    ));
+                }
+                let ready = condition(&object, "Ready")?;
+                expect_eq("Ready.status", ready.status.as_str(), "False")
+            }
+        },
+    )
+    .await;
+    let after = sim.counters();
+    for label in ["iam_id_token", "iam_security_tokens"] {
+        assert_eq!(
+            after.requests_for(label),
+            before.requests_for(label),
+            "{label} requests while the only new identity is refused before minting"
+        );
+    }
+    let secret_name = format!("{IDENTITY_UNLABELLED}-dcs");
+    assert!(
+        secrets
+            .get_opt(&secret_name)
+            .await
+            .expect("cannot read Secrets")
+            .is_none(),
+        "Secret {secret_name} exists although its DcsInstance never observed anything"
+    );
+    // The refusal touched no one else.
+    check_identity_ready(&instances, &secrets)
+        .await
+        .unwrap_or_else(|error| panic!("{IDENTITY} after the refusal: {error}"));
+}
+
+/// What the identity Role grants, as SelfSubjectAccessReview asks it:
+/// (verb, resource, subresource).
+const IDENTITY_GRANTS: [(&str, &str, &str); 2] = [
+    ("create", "serviceaccounts", "token"),
+    ("get", "serviceaccounts", ""),
+];
+
+/// Where ServiceAccount issuer discovery is missing.
+const ISSUER_DISCOVERY_HINT: &str = "the API server does not serve ServiceAccount issuer discovery (/.well-known/openid-configuration and /openid/v1/jwks; its --service-account-issuer must be a URL)";
+
+/// A DcsInstance observing the identity instance through `service_account`, with no
+/// credentials Secret, at the simulator (through the forwarder).
+async fn apply_identity_instance(
+    instances: &Api<DcsInstance>,
+    name: &str,
+    service_account: &str,
+    endpoint: &str,
+) {
+    let manifest = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "DcsInstance",
+        "metadata": {"name": name},
+        "spec": {
+            "managementPolicy": "Observe",
+            "instanceId": IDENTITY_ID,
+            "projectId": PROJECT,
+            "endpoint": endpoint,
+            "identity": {"serviceAccountName": service_account, "idpId": IDP_ID},
+        },
+    });
+    instances
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot apply DcsInstance {name}: {error}"));
+}
+
+/// The identity DcsInstance is Ready with its connection Secret; a complaint quotes
+/// its Synced condition (TokenRequestFailed or IdentityExchangeFailed say why).
+async fn check_identity_ready(
+    instances: &Api<DcsInstance>,
+    secrets: &Api<Secret>,
+) -> Result<(), String> {
+    let expected = &IDENTITY_EXPECTED;
+    match check_ready(instances, secrets, expected, expected.ip).await {
+        Ok(()) => Ok(()),
+        Err(complaint) => {
+            let synced = match instances.get(IDENTITY).await {
+                Ok(object) => condition(&object, "Synced")
+                    .map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
+                    .unwrap_or_else(|none| none),
+                Err(error) => error.to_string(),
+            };
+            Err(format!("{complaint} (Synced: {synced})"))
+        }
+    }
+}
+
+/// GET a path of the API server as the test's own identity (`kubectl get --raw`).
+async fn raw_get(client: &Client, path: &str) -> Result<String, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// Whether `client` may do `verb` on `resource` (and `subresource`) of the
+/// ServiceAccount READER_SA in `namespace` (a SelfSubjectAccessReview, which any
+/// authenticated identity may create).
+async fn may(
+    client: &Client,
+    namespace: &str,
+    verb: &str,
+    resource: &str,
+    subresource: &str,
+) -> Result<bool, String> {
+    let mut attributes = json!({
+        "namespace": namespace,
+        "verb": verb,
+        "group": "",
+        "resource": resource,
+        "name": READER_SA,
+    });
+    if !subresource.is_empty() {
+        attributes["subresource"] = Value::from(subresource);
+    }
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }))
+    .expect("a SelfSubjectAccessReview");
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer.status.is_some_and(|status| status.allowed))
+}
+
+/// The simulator's identity configuration (the `identity` block of an instance
+/// file, as `dcs-operator simulate --instances` reads it): the JWKS copy and one
+/// IdP whose mapping admits exactly the labelled ServiceAccount.
+fn sim_identity_document(jwks_file: &Path, issuer: &str, namespace: &str) -> String {
+    json!({"identity": {
+        "jwks_file": jwks_file.display().to_string(),
+        "idps": [{
+            "id": IDP_ID,
+            "issuer": issuer,
+            "client_id": IDENTITY_AUDIENCE,
+            "subjects": [format!("system:serviceaccount:{namespace}:{READER_SA}")],
+        }],
+    }})
+    .to_string()
+}
+
+/// The Role and RoleBinding the chart renders for an identity namespace, moved into
+/// the test namespace and bound to the operator's ServiceAccount there (the
+/// identity the operator's client impersonates).
+fn chart_identity_rbac_for(namespace: &str) -> Vec<Value> {
+    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(CHART_IDENTITY)
+        .map(|document| Value::deserialize(document).expect("tests/fixtures/chart/identity.yaml"))
+        .filter(|object| object["metadata"]["namespace"] == CHART_IDENTITY_NAMESPACE)
+        .map(|mut object| {
+            object["metadata"]["namespace"] = Value::from(namespace);
+            let subjects = object.get_mut("subjects").and_then(Value::as_array_mut);
+            for subject in subjects.into_iter().flatten() {
+                assert_eq!(subject["namespace"], CHART_NAMESPACE, "{subject}");
+                subject["namespace"] = Value::from(namespace);
+            }
+            object
+        })
+        .collect();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["Role", "RoleBinding"],
+        "tests/fixtures/chart/identity.yaml in namespace {CHART_IDENTITY_NAMESPACE}"
+    );
+    objects
+}
+
+/// A loopback TCP forwarder in front of the demo simulator, for the identity path.
+///
+/// In demo mode `run::build` would default the IAM endpoint to the simulator and
+/// allow it temporary keys; the e2e passes `--iam-endpoint` and
+/// `--identity-endpoints` explicitly instead, as a real install does, so that those
+/// flags are what is tested. They are parsed before `run::build` starts the
+/// simulator on a free port of its own choosing, so they name this forwarder, which
+/// is pointed at the simulator once that runs (the DcsInstances' `spec.endpoint`
+/// names it too: only `--identity-endpoints` lets keys go there). It copies bytes
+/// both ways unchanged (the Host header the requests were signed with included):
+/// to the operator it is the simulator at another address. Connections made
+/// before it has a target are closed. Dropping it closes everything.
+struct Forwarder {
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+    target: Arc<OnceLock<SocketAddr>>,
+    task: JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("cannot listen on loopback for the forwarder");
+        let addr = listener.local_addr().expect("the forwarder's address");
+        let target: Arc<OnceLock<SocketAddr>> = Arc::default();
+        let task = tokio::spawn({
+            let target = target.clone();
+            async move {
+                // Owned here: aborting the task drops it, which aborts every
+                // connection it still copies.
+                let mut connections = tokio::task::JoinSet::new();
+                loop {
+                    while connections.try_join_next().is_some() {}
+                    let mut inbound = match listener.accept().await {
+                        Ok((inbound, _)) => inbound,
+                        Err(error) => {
+                            eprintln!("e2e: the forwarder cannot accept: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Some(to) = target.get().copied() else {
+                        continue;
+                    };
+                    connections.spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            url: format!("http://{addr}"),
+            target,
+            task,
+        }
+    }
+
+    fn forward_to(&self, target: SocketAddr) {
+        self.target
+            .set(target)
+            .expect("the forwarder is pointed at the simulator once");
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The managed object's create is recorded: `create-attempt` says this uid's
@@ -1386,7 +1947,7 @@ fn instances_file_matches_the_scenario() {
     let instances = dcs_operator::dcs::sim::parse_instances(INSTANCES_FILE)
         .expect("the e2e instance file parses");
     let ids: Vec<&str> = instances.iter().filter_map(|i| i.instance_id()).collect();
-    assert_eq!(ids, [RUNNING_ID, CREATING_ID, CLUSTER_ID]);
+    assert_eq!(ids, [RUNNING_ID, CREATING_ID, CLUSTER_ID, IDENTITY_ID]);
     assert!(instances.iter().all(|i| i.project_id == PROJECT));
     let creating = &instances[1];
     assert_eq!(creating.fields["status"], "CREATING");
@@ -1394,6 +1955,8 @@ fn instances_file_matches_the_scenario() {
     assert_eq!(creating.transitions[0].after, Duration::from_secs(15));
     assert_eq!(creating.transitions[0].set["status"], "RUNNING");
     assert_eq!(instances[2].fields["ip"], EXPECTED[2].ip);
+    assert_eq!(instances[3].fields["ip"], IDENTITY_EXPECTED.ip);
+    assert_eq!(instances[3].fields["status"], "RUNNING");
     // The instance IDs must pass the CRD's pattern (lower-case UUIDs).
     for id in ids {
         assert!(
@@ -1505,4 +2068,177 @@ fn chart_rbac_moves_into_the_test_namespace() {
             "the rules are the chart's own"
         );
     }
+}
+
+/// Runs without a cluster: the identity Role and RoleBinding are the chart's, moved
+/// into the test namespace, hold exactly the two rules the identity path proves
+/// enough, and bind the ServiceAccount the operator's client impersonates.
+#[test]
+fn chart_identity_rbac_moves_into_the_test_namespace() {
+    let objects = chart_identity_rbac_for("dcs-e2e-x");
+    let (role, binding) = (&objects[0], &objects[1]);
+    for object in &objects {
+        assert_eq!(object["metadata"]["namespace"], "dcs-e2e-x");
+    }
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
+        ]),
+        "the identity Role's rules"
+    );
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let impersonated: Vec<Value> = chart_rbac_for("dcs-e2e-x")
+        .into_iter()
+        .filter(|o| o["kind"] == "ServiceAccount")
+        .map(|o| json!({"kind": "ServiceAccount", "name": o["metadata"]["name"], "namespace": "dcs-e2e-x"}))
+        .collect();
+    assert_eq!(binding["subjects"], Value::from(impersonated));
+    // IDENTITY_GRANTS asks the API server about exactly these rules.
+    let rules = role["rules"].as_array().unwrap();
+    for (verb, resource, subresource) in IDENTITY_GRANTS {
+        let resource = match subresource {
+            "" => resource.to_string(),
+            sub => format!("{resource}/{sub}"),
+        };
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["resources"] == json!([resource]) && r["verbs"] == json!([verb])),
+            "{verb} {resource}"
+        );
+    }
+}
+
+/// Runs without a cluster: the simulator takes the identity configuration the
+/// identity path gives it (here with the test JWKS of tests/fixtures/iam).
+#[test]
+fn sim_identity_document_is_accepted() {
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iam/jwks.json");
+    let document = sim_identity_document(&jwks, "https://kubernetes.default.svc", "dcs-e2e-x");
+    let config = parse_identity_config(&document, None).expect("the identity block");
+    assert!(config.jwks.is_some(), "the JWKS file is read");
+    assert_eq!(config.idps.len(), 1);
+    let idp = &config.idps[0];
+    assert_eq!(idp.id, IDP_ID);
+    assert_eq!(idp.issuer, "https://kubernetes.default.svc");
+    assert_eq!(idp.client_id, IDENTITY_AUDIENCE);
+    assert_eq!(idp.subjects, ["system:serviceaccount:dcs-e2e-x:e2e-reader"]);
+    assert!(config.is_enabled());
+}
+
+/// Runs without a cluster: the cloud half of the identity path, rehearsed with a
+/// token signed by the repository's test key instead of the API server's. The
+/// simulator, as demo mode starts it with this file's instances and given the
+/// identity configuration the identity path writes, exchanges a ServiceAccount-shaped
+/// token at the forwarder's address for temporary keys that sign a DCS call through
+/// it (the signature covers the Host header, which the forwarder leaves alone); the
+/// unlabelled ServiceAccount's `sub` is not mapped.
+#[tokio::test]
+async fn identity_exchange_through_the_forwarder() {
+    use dcs_operator::dcs::iam::test_tokens::{TEST_KEY_ID, service_account_claims, sign_test_jwt};
+    use dcs_operator::dcs::sim::{Simulator, parse_instances};
+    use dcs_operator::dcs::{Endpoint, IamClient};
+
+    const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iam");
+    let key = std::fs::read(fixtures.join("test-key.pem")).expect("the test key");
+    let clock = Arc::new(SystemClock);
+    let simulator = Simulator::start(
+        SimConfig {
+            instances: parse_instances(INSTANCES_FILE).expect("the instance file"),
+            ..SimConfig::with_default_keys()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        clock.clone(),
+    )
+    .await
+    .expect("the simulator");
+    let forwarder = Forwarder::start().await;
+
+    // Before it has a target, the forwarder closes what it accepts.
+    let mut early = tokio::net::TcpStream::connect(forwarder.url.trim_start_matches("http://"))
+        .await
+        .expect("the forwarder listens");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut early, &mut byte),
+    )
+    .await
+    .expect("the forwarder closes a connection it cannot forward");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    forwarder.forward_to(simulator.addr());
+
+    let sim = simulator.state();
+    let document = sim_identity_document(&fixtures.join("jwks.json"), ISSUER, "dcs-e2e-x");
+    sim.set_identity(parse_identity_config(&document, None).expect("the identity block"))
+        .expect("the simulator takes it");
+
+    let at = Endpoint::parse(&forwarder.url).expect("the forwarder's URL is an endpoint");
+    let iam = IamClient::new(&ClientConfig::default()).expect("an IAM client");
+    let token = |account: &str| {
+        let claims = service_account_claims(
+            ISSUER,
+            IDENTITY_AUDIENCE,
+            "dcs-e2e-x",
+            account,
+            chrono::Utc::now() - chrono::TimeDelta::seconds(5),
+            600,
+        );
+        SecretString::new(sign_test_jwt(&claims, &key, TEST_KEY_ID))
+    };
+    let refused = iam
+        .federated_token(&at, IDP_ID, &token(UNLABELLED_SA))
+        .await
+        .expect_err("only the reader's sub is mapped");
+    assert!(
+        refused
+            .code_and_message()
+            .contains("IdTokenSubjectNotMapped"),
+        "{}",
+        refused.code_and_message()
+    );
+    let (federated, _) = iam
+        .federated_token(&at, IDP_ID, &token(READER_SA))
+        .await
+        .unwrap_or_else(|e| panic!("the ID-token exchange: {}", e.code_and_message()));
+    let temporary = iam
+        .temporary_credentials(&at, &federated, 3600)
+        .await
+        .unwrap_or_else(|e| panic!("the security-token exchange: {}", e.code_and_message()));
+
+    let dcs = DcsClient::new(ClientConfig::default(), clock).expect("a DCS client");
+    let shown = dcs
+        .show_instance(&at, &temporary.credentials(), PROJECT, IDENTITY_ID)
+        .await
+        .expect("ShowInstance with the temporary keys, through the forwarder");
+    assert_eq!(shown.value.ip.as_deref(), Some(IDENTITY_EXPECTED.ip));
+    let counters = sim.counters();
+    assert_eq!(counters.applied_for("iam_id_token"), 1);
+    assert_eq!(counters.applied_for("iam_security_tokens"), 1);
+
+    drop(forwarder);
+    simulator.shutdown().await;
+}
+
+/// Runs without a cluster: the operator's command line parses into what the
+/// scenario needs (a renamed flag fails here rather than on a cluster).
+#[test]
+fn run_args_parse() {
+    let url = "http://127.0.0.1:40000";
+    let args = run_args("dcs-e2e-x", Path::new("/tmp/instances.yaml"), url);
+    assert_eq!(args.namespaces, ["dcs-e2e-x"]);
+    assert_eq!(args.default_poll_interval, POLL_INTERVAL);
+    assert_eq!(
+        args.simulator.as_deref(),
+        Some(Path::new("/tmp/instances.yaml"))
+    );
+    assert_eq!(args.default_credentials_manage_namespaces, ["dcs-e2e-x"]);
+    assert_eq!(args.identity_namespaces, ["dcs-e2e-x"]);
+    assert_eq!(args.identity_audience.as_deref(), Some(IDENTITY_AUDIENCE));
+    assert_eq!(args.iam_endpoint.as_deref(), Some(url));
+    assert_eq!(args.identity_endpoints, [url]);
 }
