@@ -162,6 +162,8 @@ pub struct Identities {
     probe: AudienceProbe,
     clock: SharedClock,
     entries: Mutex<HashMap<IdentityKey, Entry>>,
+    /// uid -> the identity it last used (locked after `entries`, never before).
+    keys_by_uid: Mutex<HashMap<String, IdentityKey>>,
     audience: tokio::sync::Mutex<Audience>,
     bucket: Mutex<(f64, Option<DateTime<Utc>>)>,
 }
@@ -190,6 +192,7 @@ impl Identities {
             probe,
             clock,
             entries: Mutex::default(),
+            keys_by_uid: Mutex::default(),
             audience: tokio::sync::Mutex::new(Audience::Unchecked),
             bucket: Mutex::new((EXCHANGE_BURST, None)),
         }
@@ -216,8 +219,11 @@ impl Identities {
         // Single flight: whoever holds the lock exchanges; the others find its
         // result when they get it.
         let _held = flight.lock().await;
-        if let Cached::Fresh(credentials) = self.cached(&key, uid, self.clock.now()) {
-            return Ok(found(&credentials, fingerprint));
+        match self.cached(&key, uid, self.clock.now()) {
+            Cached::Fresh(credentials) => return Ok(found(&credentials, fingerprint)),
+            // The exchange this one waited for failed: its backoff holds for all.
+            Cached::Failed(problem) => return Err(problem),
+            Cached::Refresh(_) => {}
         }
         let result = self.exchange(client, &key, identity).await;
         self.remember(
@@ -225,7 +231,25 @@ impl Identities {
             result.as_ref().ok().cloned(),
             result.as_ref().err().cloned(),
         );
-        result.map(|credentials| found(&credentials, fingerprint))
+        match result {
+            Ok(credentials) => Ok(found(&credentials, fingerprint)),
+            // A failed refresh keeps using keys that still work (no condition flaps).
+            Err(problem) => match self.unexpired(&key) {
+                Some(credentials) => Ok(found(&credentials, fingerprint)),
+                None => Err(problem),
+            },
+        }
+    }
+
+    /// The cached credentials of `key` while they have not expired.
+    fn unexpired(&self, key: &IdentityKey) -> Option<Arc<TemporaryCredentials>> {
+        let now = self.clock.now();
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)?
+            .credentials
+            .clone()
+            .filter(|c| c.expires_at > now)
     }
 
     /// The stable key of an identity, after the rules on where tokens and keys
@@ -303,6 +327,19 @@ impl Identities {
                 "the operator holds the most workload identities it keeps; try again later".into(),
             ));
         }
+        // An object whose spec now names another identity leaves its old one (a
+        // tenant editing its spec must not pile up identities).
+        let mut keys = self.keys_by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = keys.insert(uid.to_string(), key.clone())
+            && previous != *key
+            && let Some(old) = entries.get_mut(&previous)
+        {
+            old.users.remove(uid);
+            if old.users.is_empty() {
+                entries.remove(&previous);
+            }
+        }
+        drop(keys);
         let entry = entries.entry(key.clone()).or_default();
         entry.users.insert(uid.to_string());
         match (&entry.credentials, entry.refresh_at) {
@@ -470,6 +507,10 @@ impl Identities {
             entry.users.retain(|uid| uids.contains(uid));
         }
         entries.retain(|_, entry| !entry.users.is_empty());
+        self.keys_by_uid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
     }
 
     pub fn len(&self) -> usize {

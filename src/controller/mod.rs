@@ -245,10 +245,21 @@ async fn converge_managed(
     gathered: &mut gather::Gathered,
     initial: Option<crate::crd::ManagedStatus>,
 ) -> Result<lifecycle::converge::Converged> {
-    if obj.spec.management_policy != crate::crd::ManagementPolicy::Manage
-        || !gathered.problems.is_empty()
-    {
+    if obj.spec.management_policy != crate::crd::ManagementPolicy::Manage {
         return Ok(lifecycle::converge::Converged::default());
+    }
+    if !gathered.problems.is_empty() {
+        // Nothing is converged, but a password DCS does not have yet still must
+        // not reach the connection Secret.
+        let managed = obj.status.as_ref().and_then(|s| s.managed.as_ref());
+        let digest = gathered
+            .password
+            .as_ref()
+            .map(|p| crate::lifecycle::converge::password_digest(&gathered.owner.uid, p.expose()));
+        return Ok(lifecycle::converge::Converged {
+            hold_secret: lifecycle::converge::holds(managed, digest.as_deref()),
+            ..lifecycle::converge::Converged::default()
+        });
     }
     let converged = lifecycle::converge::converge(ctx, obj, gathered, initial).await?;
     gathered.problems.extend(converged.problems.iter().cloned());

@@ -66,6 +66,10 @@ pub struct Shared {
     pub(super) concurrency: u16,
     /// Who may create and delete, and how long a lost create is looked up.
     pub(super) lifecycle: LifecycleOptions,
+    /// uid -> the in-place writes this process made (the last per operation): a
+    /// reconcile working from a cached object whose status lags behind never
+    /// sends the same write again.
+    pub(super) converge_journal: Mutex<HashMap<String, Vec<crate::crd::OperationRecord>>>,
     /// Workload identities (spec.identity); None when the operator has none set up.
     pub(super) identities: Option<Arc<super::identity::Identities>>,
     /// uid -> no DELETE for that object's instance from this process before then
@@ -211,6 +215,7 @@ impl SharedBuilder {
             lifecycle: self.lifecycle,
             deletes_sent: Mutex::default(),
             claim_waits: Mutex::default(),
+            converge_journal: Mutex::default(),
             identities: self.identities,
         }
     }
@@ -310,6 +315,27 @@ impl Shared {
         receiver
     }
 
+    /// The in-place writes this process made for `uid`.
+    pub(super) fn converge_journal(&self, uid: &str) -> Vec<crate::crd::OperationRecord> {
+        self.converge_journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Remembers an in-place write (the last per operation).
+    pub(super) fn journal_write(&self, uid: &str, record: crate::crd::OperationRecord) {
+        let mut journal = self
+            .converge_journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let records = journal.entry(uid.to_string()).or_default();
+        records.retain(|r| r.operation != record.operation);
+        records.push(record);
+    }
+
     /// How long a new create attempt for `uid` must still wait, if at all.
     pub(super) fn claim_wait(&self, uid: &str) -> Option<std::time::Duration> {
         let now = self.clock.now();
@@ -403,6 +429,10 @@ impl Shared {
         if let Some(identities) = &self.identities {
             identities.retain(&uids);
         }
+        self.converge_journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| uids.contains(uid));
         self.credentials.retain(&referenced);
         self.passwords.retain(&referenced);
         self.budget.prune(self.clock.now());
@@ -445,6 +475,13 @@ impl Shared {
             (
                 "claim_waits",
                 self.claim_waits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len(),
+            ),
+            (
+                "converge_journal",
+                self.converge_journal
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .len(),

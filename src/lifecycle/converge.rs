@@ -279,8 +279,9 @@ pub fn next_step(
         }
     }
     let busy = status != Some(&DcsStatus::Running) || task_running;
-    // Nothing is written on top of a write still settling, nor while DCS is busy.
-    if settling || (busy && writable.is_some()) {
+    // Nothing is written on top of a write still settling, nor while DCS is busy;
+    // and a change still being applied (EXTENDING, a task) is not "not converged".
+    if settling || (busy && (writable.is_some() || !not_converged.is_empty())) {
         let state = status.map_or("unknown", |s| s.as_str());
         return Step::Busy(if settling {
             "waiting for DCS to apply the last change".to_string()

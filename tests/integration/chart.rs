@@ -640,7 +640,7 @@ fn projected_token(
 #[test]
 fn rbac_is_exactly_what_the_operator_uses() {
     for (name, objects) in fixtures() {
-        let (pod, args) = pod_and_args(&objects);
+        let (_, args) = pod_and_args(&objects);
         let run = run_args(&name, &args);
         let identity = identity_args(&name, &args);
 

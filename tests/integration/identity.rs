@@ -380,6 +380,19 @@ async fn bad_tokens_fail_the_exchange_for_that_tenant_only() {
         .insert(with_identity("good", &uid(3), "reader", &w.sim.base_url()));
     w.step("outsider").await;
     w.step("good").await;
+    // Three objects of a failing identity at once: one exchange, then its backoff.
+    let before = w.exchanges();
+    for n in 4..=6 {
+        let mut obj = with_identity(&format!("o{n}"), &uid(n), "unmapped", &w.sim.base_url());
+        obj.spec.identity.as_mut().unwrap().duration_seconds = Some(1800);
+        w.api.insert(obj);
+    }
+    futures::future::join_all((4..=6).map(|n| w.step_owned(format!("o{n}")))).await;
+    assert_eq!(
+        w.exchanges() - before,
+        1,
+        "one failed exchange for the three"
+    );
     assert_eq!(
         w.reason("outsider", "Synced").as_deref(),
         Some("IdentityExchangeFailed")

@@ -1303,3 +1303,75 @@ async fn a_reset_answered_with_another_code_is_refused_and_the_secret_keeps_the_
         "applications keep the working one"
     );
 }
+
+#[tokio::test]
+async fn a_password_rotated_with_a_resize_waits_for_its_reset_before_reaching_the_secret() {
+    let w = running("cache").await;
+    let api: kube::Api<Secret> = kube::Api::namespaced(w.client.clone(), NS);
+    api.patch(
+        "pw",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}}),
+        ),
+    )
+    .await
+    .unwrap();
+    w.edit(
+        "cache",
+        json!({"spec": {"instance": {"capacity": "4Gi", "specCode": "redis.ha.xu1.large.r2.4"}}}),
+    )
+    .await;
+    // The resize goes first; the connection Secret keeps the password DCS has.
+    w.step("cache").await;
+    assert_eq!(w.applied("resize"), 1);
+    assert_eq!(w.applied("reset_password"), 0);
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(data["password"].0, PASSWORD.as_bytes());
+    // Once RUNNING again and settled: the reset, then the new password.
+    w.run("cache", 12, 31).await;
+    assert_eq!(w.applied("reset_password"), 1);
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(data["password"].0, b"New-Passw0rd");
+}
+
+#[tokio::test]
+async fn a_reset_with_an_unknown_outcome_keeps_the_old_password_and_is_sent_again_later() {
+    let w = running("cache").await;
+    w.sim.state().inject_fault(
+        Fault::times(
+            FaultKind::Status {
+                status: 502,
+                error_code: "DCS.5000".into(),
+                error_msg: "bad gateway".into(),
+                retry_after: None,
+            },
+            1,
+        )
+        .on_route("reset_password"),
+    );
+    let api: kube::Api<Secret> = kube::Api::namespaced(w.client.clone(), NS);
+    api.patch(
+        "pw",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"data": {"password": ByteString(b"New-Passw0rd".to_vec())}}),
+        ),
+    )
+    .await
+    .unwrap();
+    w.run("cache", 4, 61).await;
+    assert_eq!(w.sim.state().counters().requests_for("reset_password"), 1);
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(
+        data["password"].0,
+        PASSWORD.as_bytes(),
+        "not the unconfirmed one"
+    );
+    // After the backstop the same value is sent again, and then it is used.
+    w.clock.advance(TimeDelta::minutes(31));
+    w.run("cache", 2, 11).await;
+    assert_eq!(w.applied("reset_password"), 1);
+    let data = w.api.get_secret(NS, "cache-dcs").unwrap().data.unwrap();
+    assert_eq!(data["password"].0, b"New-Passw0rd");
+}

@@ -21,6 +21,9 @@ use crate::lifecycle::converge::{
 };
 use crate::plan::{Problem, reasons};
 
+/// The code recorded for a password reset whose outcome is unknown.
+const UNKNOWN_CODE: &str = "OutcomeUnknown";
+
 /// How soon a busy instance is looked at again.
 const BUSY_REQUEUE: Duration = Duration::from_secs(15);
 
@@ -52,6 +55,17 @@ pub async fn converge(
     };
     let current = obj.status.as_ref().and_then(|s| s.managed.clone());
     let mut managed = initial.or(current).unwrap_or_default();
+    // Writes this process made that the status (from a cache that may lag behind
+    // our own patches) does not show yet: never sent twice.
+    for record in ctx.shared.converge_journal(&gathered.owner.uid) {
+        let known = managed
+            .operations
+            .iter()
+            .any(|r| r.operation == record.operation && r.at >= record.at);
+        if !known {
+            managed = converge::with_record(managed, record);
+        }
+    }
     let Some(instance) = gathered
         .observation
         .as_ref()
@@ -82,7 +96,6 @@ pub async fn converge(
         task,
         ctx.shared.clock.now(),
     );
-    let hold_secret = digest.is_some() && managed.password_digest != digest;
     let mut converged = match step {
         Step::Converged => Converged::default(),
         Step::Busy(message) => not_synced(reasons::BUSY, message, BUSY_REQUEUE),
@@ -92,16 +105,26 @@ pub async fn converge(
         } => report(&not_converged, refused.as_ref()),
         Step::Write(change) => {
             let write = Write {
+                uid: &gathered.owner.uid,
                 id,
                 change: &change,
                 password: gathered.password.as_ref(),
             };
-            return write_one(ctx, obj, gathered, managed, write).await;
+            let mut converged = write_one(ctx, obj, gathered, managed, write).await?;
+            converged.hold_secret = holds(converged.managed.as_ref(), digest.as_deref());
+            return Ok(converged);
         }
     };
+    converged.hold_secret = holds(Some(&managed), digest.as_deref());
     converged.managed = Some(managed);
-    converged.hold_secret = hold_secret;
     Ok(converged)
+}
+
+/// Whether the password Secret's value (its digest) is not the one DCS was last
+/// given: then the connection Secret keeps the old one, whatever else happened.
+pub fn holds(managed: Option<&ManagedStatus>, digest: Option<&str>) -> bool {
+    let applied = managed.and_then(|m| m.password_digest.as_deref());
+    digest.is_some() && applied.is_some() && applied != digest
 }
 
 /// A Synced-only problem (Ready keeps following the instance).
@@ -115,6 +138,14 @@ fn not_synced(reason: &'static str, message: String, requeue: Duration) -> Conve
 
 /// Nothing to write: say which writes did not converge, or which was refused.
 fn report(not_converged: &[Operation], refused: Option<&crate::crd::OperationRecord>) -> Converged {
+    if let Some(record) = refused.filter(|r| r.code.as_deref() == Some(UNKNOWN_CODE)) {
+        let message = format!(
+            "the {} change's outcome is unknown ({}); it is sent again in at most 30 minutes, and the connection Secret keeps the old password meanwhile",
+            record.operation,
+            record.message.as_deref().unwrap_or_default(),
+        );
+        return not_synced(reasons::NOT_CONVERGED, message, converge::REFUSAL_BACKSTOP);
+    }
     if let Some(record) = refused {
         let message = format!(
             "DCS refused the {} change: {} {}; fix the spec (the change is asked again at most every 30 minutes, or at once for other values)",
@@ -138,6 +169,7 @@ fn report(not_converged: &[Operation], refused: Option<&crate::crd::OperationRec
 
 /// The write chosen, and what it needs.
 struct Write<'a> {
+    uid: &'a str,
     id: &'a str,
     change: &'a Change,
     password: Option<&'a SecretString>,
@@ -356,74 +388,90 @@ async fn send_tags(
 /// The record a write's result leaves, and the condition.
 fn recorded(
     ctx: &Context,
-    mut managed: ManagedStatus,
+    managed: ManagedStatus,
     write: &Write<'_>,
     result: std::result::Result<(), Interrupted>,
 ) -> Converged {
-    let now = ctx.shared.clock.now();
     let change = write.change;
-    let outcome = match &result {
-        Ok(()) => WriteOutcome::Accepted,
-        Err(Interrupted::Failed(error)) => error_outcome(error),
-        Err(Interrupted::Wait(_)) => WriteOutcome::NotSent,
+    let error = match result {
+        Ok(()) => return written(ctx, managed, write),
+        Err(Interrupted::Wait(_)) => {
+            let message = "waiting for this namespace's share of DCS calls".to_string();
+            return not_synced_with(managed, reasons::BUSY, message, BUSY_REQUEUE, change);
+        }
+        Err(Interrupted::Failed(error)) => error,
     };
-    match (outcome, result) {
-        (_, Err(Interrupted::Failed(error))) if is_busy(&error) => not_synced_with(
-            managed,
-            reasons::BUSY,
-            format!("DCS is busy: {error}"),
-            BUSY_REQUEUE,
-            change,
-        ),
-        (WriteOutcome::Refused, Err(Interrupted::Failed(error))) => {
+    let message = crate::plan::error_message(&error);
+    if is_busy(&error) {
+        let message = format!("DCS is busy: {message}");
+        return not_synced_with(managed, reasons::BUSY, message, BUSY_REQUEUE, change);
+    }
+    if matches!(
+        error,
+        DcsError::Unauthorized(_) | DcsError::Forbidden(_) | DcsError::NotFound(_)
+    ) {
+        // Not a refusal of the change (expired keys, a missing permission): said
+        // with its own reason, and asked again once that is fixed.
+        return not_synced_with(managed, error.reason(), message, BUSY_REQUEUE, change);
+    }
+    match error_outcome(&error) {
+        WriteOutcome::Refused => {
             warn!(
                 operation = change.operation().as_str(),
-                "in-place write refused: {error}"
+                "in-place write refused: {message}"
             );
-            let refusal = refusal_of(&error);
-            managed = converge::with_record(
-                managed,
-                converge::record(change, REFUSED, now, Some(refusal)),
-            );
-            let record = managed
-                .operations
-                .iter()
-                .find(|r| r.operation == change.operation().as_str())
-                .cloned();
-            let mut converged = report(&[], record.as_ref());
-            converged.hold_secret = matches!(change, Change::Password { .. });
-            converged.managed = Some(managed);
-            converged
+            refused(ctx, managed, write, refusal_of(&error))
         }
-        (WriteOutcome::NotSent, result) => {
-            let message = match result {
-                Err(Interrupted::Failed(error)) => error.to_string(),
-                _ => "waiting for this namespace's share of DCS calls".into(),
-            };
+        WriteOutcome::NotSent => {
             not_synced_with(managed, reasons::BUSY, message, BUSY_REQUEUE, change)
         }
-        // Accepted, or unknown (a timeout, a 5xx): recorded as written, so it is
-        // never sent again for these values without a change; if DCS still differs
-        // after it settles, NotConverged says so.
-        (_, _) => {
-            info!(
-                operation = change.operation().as_str(),
-                "in-place write sent"
-            );
-            if let Change::Password { digest } = change {
-                managed.password_digest = Some(digest.clone());
-            }
-            if let Change::Tags { desired, .. } = change {
-                managed.tags = desired.clone();
-            }
-            let managed =
-                converge::with_record(managed, converge::record(change, ACCEPTED, now, None));
-            Converged {
-                managed: Some(managed),
-                requeue: Some(Duration::from_secs(10)),
-                ..Converged::default()
-            }
+        // The outcome is unknown. A password reset is sent again (the same value)
+        // later: applications keep the password that surely works meanwhile. Any
+        // other change counts as written: never sent again for these values; if
+        // DCS still differs once it settles, NotConverged says so.
+        _ if matches!(change, Change::Password { .. }) => {
+            refused(ctx, managed, write, (UNKNOWN_CODE.to_string(), message))
         }
+        _ => written(ctx, managed, write),
+    }
+}
+
+/// A refused (or, for a password, unconfirmed) write: recorded, so the same
+/// values are asked again only after the backstop.
+fn refused(
+    ctx: &Context,
+    managed: ManagedStatus,
+    write: &Write<'_>,
+    refusal: (String, String),
+) -> Converged {
+    let now = ctx.shared.clock.now();
+    let record = converge::record(write.change, REFUSED, now, Some(refusal));
+    ctx.shared.journal_write(write.uid, record.clone());
+    let managed = converge::with_record(managed, record.clone());
+    let mut converged = report(&[], Some(&record));
+    converged.managed = Some(managed);
+    converged
+}
+
+/// A write DCS took (or one whose outcome is unknown): recorded as written.
+fn written(ctx: &Context, mut managed: ManagedStatus, write: &Write<'_>) -> Converged {
+    let change = write.change;
+    info!(
+        operation = change.operation().as_str(),
+        "in-place write sent"
+    );
+    if let Change::Password { digest } = change {
+        managed.password_digest = Some(digest.clone());
+    }
+    if let Change::Tags { desired, .. } = change {
+        managed.tags = desired.clone();
+    }
+    let record = converge::record(change, ACCEPTED, ctx.shared.clock.now(), None);
+    ctx.shared.journal_write(write.uid, record.clone());
+    Converged {
+        managed: Some(converge::with_record(managed, record)),
+        requeue: Some(Duration::from_secs(10)),
+        ..Converged::default()
     }
 }
 

@@ -702,6 +702,10 @@ impl TokenRefusal {
 /// Verifies an ID token's RS256 signature against the trusted keys (by `kid` when
 /// the header names one, else every key) and its `exp`/`nbf` against `now` (the
 /// injected clock: jsonwebtoken's own time checks are off). Returns the claims.
+/// How far in the future a token's `nbf` may be (clock skew between the token's
+/// issuer and the simulator).
+const NBF_LEEWAY_SECONDS: f64 = 30.0;
+
 fn verify_jwt(keys: &[TrustedKey], token: &str, now: DateTime<Utc>) -> Result<Value, Refusal> {
     if token.len() < 4 || token.len() > MAX_JWT_CHARS {
         return Err(TokenRefusal::Malformed.refusal(format!(
@@ -770,7 +774,9 @@ fn verify_jwt(keys: &[TrustedKey], token: &str, now: DateTime<Utc>) -> Result<Va
     }
     if claims.get("nbf").is_some() {
         match seconds("nbf") {
-            Some(nbf) if nbf <= now_seconds => {}
+            // A little skew between the token issuer's clock (a remote API server)
+            // and this one is tolerated for nbf, as identity providers do.
+            Some(nbf) if nbf <= now_seconds + NBF_LEEWAY_SECONDS => {}
             _ => return Err(TokenRefusal::NotYetValid.refusal("the ID token is not valid yet")),
         }
     }
@@ -1269,7 +1275,7 @@ mod tests {
                 "IAM.IdTokenExpired",
             ),
             (
-                jwt(now, |c| c["nbf"] = json!(now.timestamp() + 5)),
+                jwt(now, |c| c["nbf"] = json!(now.timestamp() + 60)),
                 "IAM.IdTokenNotYetValid",
             ),
             (
