@@ -157,24 +157,33 @@ async fn query(
             print(out, args.output, &answer.value)?;
             Ok(exit::OK)
         }
-        Err(error) => {
-            let api = error.api();
-            let report = ErrorReport {
-                error: ErrorFields {
-                    reason: error.reason(),
-                    http_status: api.map(|a| a.status),
-                    error_code: api.and_then(|a| a.error_code.as_deref()),
-                    error_msg: api
-                        .and_then(|a| a.error_msg.clone())
-                        .unwrap_or_else(|| error.to_string()),
-                    request_id: error.request_id(),
-                },
-            };
-            print(out, args.output, &report)?;
-            writeln!(err, "error: {error}")?;
-            Ok(exit_code(&error))
-        }
+        Err(error) => report_error(args, &error, out, err),
     }
+}
+
+/// A failed ShowInstance: the error as JSON on stdout, one line on stderr, and the
+/// exit code for its kind.
+fn report_error(
+    args: &QueryArgs,
+    error: &crate::dcs::DcsError,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<i32> {
+    let api = error.api();
+    let report = ErrorReport {
+        error: ErrorFields {
+            reason: error.reason(),
+            http_status: api.map(|a| a.status),
+            error_code: api.and_then(|a| a.error_code.as_deref()),
+            error_msg: api
+                .and_then(|a| a.error_msg.clone())
+                .unwrap_or_else(|| error.to_string()),
+            request_id: error.request_id(),
+        },
+    };
+    print(out, args.output, &report)?;
+    writeln!(err, "error: {error}")?;
+    Ok(exit_code(error))
 }
 
 /// The credentials of the operator's chain, as `run` would get them (the region

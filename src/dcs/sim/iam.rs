@@ -995,29 +995,7 @@ fn assume_oidc(identity: &Identity, body: &[u8], now: DateTime<Utc>) -> Result<A
         ));
     }
     let live = identity.lock();
-    let provider = live
-        .config
-        .oidc_providers
-        .iter()
-        .find(|p| p.provider_urn == provider_urn)
-        .ok_or_else(|| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "OidcProviderNotFound",
-                "no OIDC provider has this provider_urn",
-            )
-        })?;
-    let agency = provider
-        .agencies
-        .iter()
-        .find(|a| a.agency_urn == agency_urn)
-        .ok_or_else(|| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "AgencyNotFound",
-                "no agency with this agency_urn trusts the OIDC provider",
-            )
-        })?;
+    let (provider, agency) = agency_of(&live.config, provider_urn, agency_urn)?;
     let claims = verify_jwt(&live.keys, jwt, now)?;
     check_issuer(&claims, &provider.issuer)?;
     let audience = audiences(&claims)
@@ -1048,13 +1026,7 @@ fn assume_oidc(identity: &Identity, body: &[u8], now: DateTime<Utc>) -> Result<A
     drop(live);
     let expires_at = now + TimeDelta::seconds(seconds as i64);
     let (access_key, key) = identity.issue(expires_at);
-    let assumed_urn = match agency_urn.split_once(":agency:") {
-        Some((account, name)) if account.starts_with("iam::") => format!(
-            "sts::{}:assumed-agency:{name}/{session_name}",
-            &account["iam::".len()..]
-        ),
-        _ => format!("{agency_urn}/{session_name}"),
-    };
+    let assumed_urn = assumed_urn(agency_urn, session_name);
     Ok(Answer {
         status: StatusCode::OK,
         body: json!({
@@ -1076,6 +1048,48 @@ fn assume_oidc(identity: &Identity, body: &[u8], now: DateTime<Utc>) -> Result<A
         headers: Vec::new(),
         applied: true,
     })
+}
+
+/// The URN of an assumed agency session: `sts::{account}:assumed-agency:{name}/{session}`.
+fn assumed_urn(agency_urn: &str, session_name: &str) -> String {
+    match agency_urn.split_once(":agency:") {
+        Some((account, name)) => match account.strip_prefix("iam::") {
+            Some(account) => format!("sts::{account}:assumed-agency:{name}/{session_name}"),
+            None => format!("{agency_urn}/{session_name}"),
+        },
+        None => format!("{agency_urn}/{session_name}"),
+    }
+}
+
+/// The agency of `agency_urn` trusting the OIDC provider `provider_urn`.
+fn agency_of<'a>(
+    config: &'a IdentityConfig,
+    provider_urn: &str,
+    agency_urn: &str,
+) -> Result<(&'a OidcProviderConfig, &'a AgencyConfig), Refusal> {
+    let provider = config
+        .oidc_providers
+        .iter()
+        .find(|p| p.provider_urn == provider_urn)
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "OidcProviderNotFound",
+                "no OIDC provider has this provider_urn",
+            )
+        })?;
+    let agency = provider
+        .agencies
+        .iter()
+        .find(|a| a.agency_urn == agency_urn)
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "AgencyNotFound",
+                "no agency with this agency_urn trusts the OIDC provider",
+            )
+        })?;
+    Ok((provider, agency))
 }
 
 /// `POST /_sim/pod-identity/credentials`.
