@@ -90,17 +90,7 @@ pub fn gate_key(
     credentials: &Credentials,
     cloud_origins: &[String],
 ) -> GateKey {
-    let origin = endpoint.origin();
-    let scope = if endpoint.is_region_host() || cloud_origins.contains(&origin) {
-        GateScope::Cloud
-    } else {
-        GateScope::Origin(origin.clone())
-    };
-    GateKey {
-        scope,
-        principal: principal(credentials),
-        origin,
-    }
+    gate_key_for(endpoint, &principal(credentials), cloud_origins)
 }
 
 /// The gate for calls to `endpoint` as a stable principal (a workload identity,
