@@ -11,6 +11,50 @@ use std::marker::PhantomData;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// The `visit_*` methods of a bounded visitor for the shapes it does not want: each
+/// answers `$value`; sequences and maps are skipped unbuilt. Groups: `scalars`
+/// (string, bool, integers, float), `unit` (null), `seq`, `map`.
+macro_rules! other_shapes_are {
+    ($de:lifetime, $value:expr; $($group:ident),+) => {
+        $( $crate::dcs::bounded::other_shapes_are!(@$group $de, $value); )+
+    };
+    (@scalars $de:lifetime, $value:expr) => {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    (@unit $de:lifetime, $value:expr) => {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    (@seq $de:lifetime, $value:expr) => {
+        fn visit_seq<A: serde::de::SeqAccess<$de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+    };
+    (@map $de:lifetime, $value:expr) => {
+        fn visit_map<A: serde::de::MapAccess<$de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+    };
+}
+pub(crate) use other_shapes_are;
+
 /// How many items of a list field (zones) are kept.
 pub const MAX_LIST_ITEMS: usize = 16;
 
