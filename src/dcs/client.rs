@@ -229,29 +229,34 @@ pub enum ClientBuildError {
     Http(String),
 }
 
+/// The HTTP client every cloud call uses (DCS, IAM, STS): system roots plus the
+/// configured extra roots with verification always on, the configured timeouts,
+/// and no redirects (one would re-send a signature or a token to another URL).
+pub(crate) fn http_client(config: &ClientConfig) -> Result<reqwest::Client, ClientBuildError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = &config.extra_root_certificates_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientBuildError::BadCaBundle(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ClientBuildError::BadCaBundle(
+                "no certificate in the file".into(),
+            ));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientBuildError::Http(e.to_string()))
+}
+
 impl DcsClient {
     pub fn new(config: ClientConfig, clock: SharedClock) -> Result<Self, ClientBuildError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Redirects would re-send a signature computed for another URL.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &config.extra_root_certificates_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientBuildError::BadCaBundle(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ClientBuildError::BadCaBundle(
-                    "no certificate in the file".into(),
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientBuildError::Http(e.to_string()))?;
         Ok(Self {
-            http,
+            http: http_client(&config)?,
             config,
             clock,
         })

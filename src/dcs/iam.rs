@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::Url;
@@ -200,24 +199,7 @@ impl IamClient {
     /// followed (a redirect would carry a token to another URL). Answers are capped at
     /// the smaller of `max_body_bytes` and [`MAX_ANSWER_BYTES`].
     pub fn new(config: &ClientConfig) -> Result<Self, ClientBuildError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &config.extra_root_certificates_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientBuildError::BadCaBundle(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ClientBuildError::BadCaBundle(
-                    "no certificate in the file".into(),
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientBuildError::Http(e.to_string()))?;
+        let http = super::client::http_client(config)?;
         Ok(Self {
             http,
             user_agent: config.user_agent.clone(),

@@ -322,26 +322,8 @@ fn lenient_task<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
         fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
             Ok(value.then(|| UNREADABLE_TASK.to_string()))
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(Some(UNREADABLE_TASK.to_string()))
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            while map
-                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                .is_some()
-            {}
-            Ok(Some(UNREADABLE_TASK.to_string()))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+        bounded::other_shapes_are!('de, Some(UNREADABLE_TASK.to_string()); seq, map);
+        bounded::other_shapes_are!('de, None; unit);
         fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
