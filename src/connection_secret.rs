@@ -156,8 +156,14 @@ pub fn controller_uid(secret: &Secret) -> Option<&str> {
 /// that name on the Secret itself is overwritten, never trusted.
 pub const DATA_DIGEST_ANNOTATION: &str = "dcs.operator.dev/cached-data-digest";
 
-/// A digest of a Secret's data (keys and values, length-prefixed, in key order).
+/// A digest of a Secret's data (keys and values, length-prefixed, in key order),
+/// in hex.
 pub fn data_digest(secret: &Secret) -> String {
+    hex::encode(data_digest_bytes(secret))
+}
+
+/// [`data_digest`] as bytes (what the owned-Secret cache keeps).
+pub fn data_digest_bytes(secret: &Secret) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for (key, value) in secret.data.iter().flatten() {
@@ -166,7 +172,7 @@ pub fn data_digest(secret: &Secret) -> String {
         hasher.update((value.0.len() as u64).to_be_bytes());
         hasher.update(&value.0);
     }
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// What the owned-Secret watch cache keeps of a Secret: None unless a DcsInstance

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
@@ -136,9 +135,10 @@ pub async fn build(client: Client, args: &RunArgs, clock: SharedClock) -> anyhow
         usize::from(args.tenant_origin_concurrency),
     ))
     .cloud_origins(cloud_origins)
-    .recorder(Recorder::new(
+    .events(controller::EventPublisher::new(
         client.clone(),
-        controller::reporter(identity),
+        controller::FIELD_MANAGER,
+        identity,
     ))
     .metrics(MetricsOptions {
         instance_series: args.metrics_instance_series,

@@ -7,19 +7,15 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::events::EventSpec;
 use super::gather::{ExistingSecret, Gathered};
 use super::{Context, Error, FIELD_MANAGER, Result, Shared};
 use crate::connection_secret::{controller_uid, is_up_to_date};
 use crate::crd::{DcsInstance, DcsInstanceStatus};
-use crate::dcs::bounded::clip_bytes;
 use crate::plan::{self, Plan};
-
-/// Event notes are limited to this many bytes by the API server.
-const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// Makes the plan true: the Secret first (status then names a Secret that exists),
 /// then status, then the Events its change deserves.
@@ -166,39 +162,38 @@ pub async fn write_status_if_changed(
 /// Events for what changed between the stored and the written status. Failing to
 /// publish one is logged, never fatal: the status already says it.
 async fn publish_events(shared: &Shared, obj: &DcsInstance, written: &DcsInstanceStatus) {
-    let Some(recorder) = &shared.recorder else {
-        return;
-    };
-    let reference = obj.object_ref(&());
     for planned in plan::transition_events(obj.status.as_ref(), written) {
-        if shared.check_write().is_err() {
-            return;
-        }
-        let event = KubeEvent {
-            type_: if planned.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: planned.reason.to_string(),
-            note: Some(clip_bytes(&planned.note, MAX_EVENT_NOTE_BYTES).to_string()),
-            action: "Observe".to_string(),
-            secondary: None,
+        let event = EventSpec {
+            warning: planned.warning,
+            reason: planned.reason,
+            note: &planned.note,
+            action: "Observe",
         };
-        match recorder.publish(&event, &reference).await {
-            Ok(()) => shared.metrics.write("event"),
-            Err(error) => warn!(
-                reason = planned.reason,
-                "could not publish an event: {error}"
-            ),
+        if !publish_event(shared, obj, event).await {
+            return;
         }
     }
 }
 
-/// The Reporter for this operator's Events.
-pub fn reporter(instance: Option<String>) -> Reporter {
-    Reporter {
-        controller: FIELD_MANAGER.to_string(),
-        instance,
+/// Publishes one Event about `obj` (as leader only); false when this replica may
+/// not write. A failure is logged and counted, never fatal.
+pub(super) async fn publish_event(
+    shared: &Shared,
+    obj: &DcsInstance,
+    event: EventSpec<'_>,
+) -> bool {
+    let Some(publisher) = &shared.events else {
+        return true;
+    };
+    if shared.check_write().is_err() {
+        return false;
     }
+    match publisher
+        .publish(&obj.object_ref(&()), event, shared.clock.now())
+        .await
+    {
+        Ok(_) => shared.metrics.write("event"),
+        Err(error) => warn!(reason = event.reason, "could not publish an event: {error}"),
+    }
+    true
 }

@@ -23,6 +23,10 @@ use crate::crd::DcsInstance;
 use crate::dcs::{Credentials, SecretString};
 use crate::plan::{self, CredentialsProblem, Observation, PlanInput, Problem, SpecProblem};
 
+/// How long a reconcile about to write a connection Secret waits for the owned-Secret
+/// watch's first list before reading the Secret itself.
+const OWNED_LIST_WAIT: Duration = Duration::from_secs(10);
+
 /// The connection Secret as reconcile found it. Its Debug names the Secret, never
 /// its data.
 #[derive(Clone)]
@@ -160,7 +164,7 @@ pub async fn gather(
                 &namespace,
                 &reference.name,
                 &reference.key,
-                ctx.secret_metadata.as_ref(),
+                ctx.secret_metadata.as_deref(),
             );
             match read.await? {
                 Ok(value) => password = Some(value),
@@ -213,12 +217,15 @@ async fn read_connection_secret(
     name: &str,
     about_to_write: bool,
 ) -> Result<ExistingSecret> {
-    let cached = ctx
-        .owned_secrets
-        .as_ref()
-        .and_then(|store| store.get(&ObjectRef::new(name).within(namespace)));
-    if let Some(cached) = cached {
-        return Ok(ExistingSecret::Cached(cached.as_ref().clone()));
+    if let Some(owned) = &ctx.owned_secrets {
+        if about_to_write && !owned.is_listed() {
+            // Right after a (re)start: one paged LIST is about to tell, rather than
+            // one GET per DcsInstance. Past the bound, a GET it is.
+            let _ = tokio::time::timeout(OWNED_LIST_WAIT, owned.listed()).await;
+        }
+        if let Some(cached) = owned.secret(namespace, name) {
+            return Ok(ExistingSecret::Cached(cached));
+        }
     }
     if !about_to_write {
         return Ok(ExistingSecret::NotRead);
@@ -289,7 +296,7 @@ async fn access_with(
             &obj.spec,
             &resolved.endpoint_source,
             &shared.budget,
-            ctx.secret_metadata.as_ref(),
+            ctx.secret_metadata.as_deref(),
         )
         .await?;
     let found = match found {

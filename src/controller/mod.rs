@@ -16,11 +16,13 @@ pub mod apply;
 pub mod batch;
 pub mod budget;
 pub mod dcs_call;
+pub mod events;
 pub mod gather;
 pub mod identity;
 pub mod lifecycle;
 pub mod resolve;
 pub mod runner;
+pub mod secret_cache;
 pub mod secrets;
 pub mod shared;
 pub mod store;
@@ -28,11 +30,8 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector;
 use tracing::{Instrument, warn};
 
 use crate::crd::DcsInstance;
@@ -40,7 +39,7 @@ use crate::metrics::{ReasonLabels, ResultLabels};
 use crate::plan;
 use gather::Gather;
 
-pub use apply::reporter;
+pub use events::EventPublisher;
 pub use runner::run;
 pub use shared::{RequestReceiver, Shared, SharedBuilder};
 
@@ -158,9 +157,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Context {
     pub shared: Arc<Shared>,
     /// Connection Secrets we control, as digests, to compare without a GET.
-    pub owned_secrets: Option<reflector::Store<Secret>>,
-    /// Metadata of every Secret in scope: tells when a credentials Secret changed.
-    pub secret_metadata: Option<reflector::Store<PartialObjectMeta<Secret>>>,
+    pub owned_secrets: Option<Arc<secret_cache::OwnedSecrets>>,
+    /// The resourceVersion of every other Secret in scope: tells when a
+    /// credentials or password Secret changed.
+    pub secret_metadata: Option<Arc<secret_cache::SecretVersions>>,
 }
 
 impl Context {
@@ -362,26 +362,75 @@ mod tests {
         let owned = connection_secret("ns", "cache-dcs", &owner, &details);
         let mut foreign = owned.clone();
         foreign.metadata.owner_references = None;
-        let applied = |event| match runner::slim_owned_event(Ok(event)) {
-            Some(Ok(event)) => Some(event),
-            _ => None,
-        };
-        match applied(watcher::Event::Apply(owned.clone())) {
-            Some(watcher::Event::Apply(slim)) => {
-                assert!(slim.data.is_none());
-                assert!(!format!("{slim:?}").contains("hunter2"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            applied(watcher::Event::Apply(foreign.clone())),
-            Some(watcher::Event::Delete(_))
-        ));
-        assert!(applied(watcher::Event::InitApply(foreign)).is_none());
-        assert!(matches!(
-            applied(watcher::Event::InitApply(owned)),
-            Some(watcher::Event::InitApply(_))
-        ));
+        let cache = secret_cache::OwnedSecrets::default();
+        cache.apply_event(&watcher::Event::Apply(owned.clone()));
+        let slim = cache.secret("ns", "cache-dcs").expect("kept");
+        assert!(slim.data.is_none());
+        assert!(!format!("{slim:?}").contains("hunter2"));
+        // Someone takes the controller reference away: forgotten.
+        cache.apply_event(&watcher::Event::Apply(foreign.clone()));
+        assert!(cache.is_empty());
+        // Never kept from a list either.
+        cache.apply_event(&watcher::Event::Init);
+        cache.apply_event(&watcher::Event::InitApply(foreign));
+        cache.apply_event(&watcher::Event::InitDone);
+        assert!(cache.is_empty());
+        cache.apply_event(&watcher::Event::Apply(owned));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_instance_cache_keeps_what_reconcile_reads_and_drops_the_rest() {
+        use std::collections::BTreeMap;
+        let mut obj: DcsInstance = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dcs.operator.dev/v1alpha1", "kind": "DcsInstance",
+            "metadata": {
+                "name": "cache", "namespace": "ns", "uid": "u-1", "generation": 3,
+                "resourceVersion": "42", "creationTimestamp": "2026-01-01T00:00:00Z",
+                "deletionTimestamp": "2026-01-02T00:00:00Z",
+                "finalizers": ["someone.else/keep", "dcs.operator.dev/cleanup"],
+                "labels": {"team": "a"},
+                "annotations": {
+                    "dcs.operator.dev/create-attempt": "1",
+                    "dcs.operator.dev/reconcile-requested-at": "now",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"huge\": 1}",
+                    "tenant/notes": "x",
+                },
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "o-1"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"instanceId": "i-1", "projectId": "p"},
+            "status": {"status": "RUNNING", "ip": "10.0.0.1"},
+        }))
+        .unwrap();
+        let spec = obj.spec.clone();
+        let status = obj.status.clone();
+        runner::slim_instance(&mut obj);
+        let meta = &obj.metadata;
+        assert_eq!(meta.name.as_deref(), Some("cache"));
+        assert_eq!(meta.namespace.as_deref(), Some("ns"));
+        assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(meta.generation, Some(3));
+        assert_eq!(meta.resource_version.as_deref(), Some("42"));
+        assert!(meta.deletion_timestamp.is_some());
+        assert_eq!(meta.finalizers.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            meta.annotations.clone().unwrap_or_default(),
+            BTreeMap::from([
+                (
+                    "dcs.operator.dev/create-attempt".to_string(),
+                    "1".to_string()
+                ),
+                (
+                    "dcs.operator.dev/reconcile-requested-at".to_string(),
+                    "now".to_string()
+                ),
+            ])
+        );
+        assert!(meta.labels.is_none() && meta.owner_references.is_none());
+        assert!(meta.managed_fields.is_none() && meta.creation_timestamp.is_none());
+        assert_eq!(obj.spec, spec);
+        assert_eq!(obj.status, status);
     }
 
     #[tokio::test]

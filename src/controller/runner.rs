@@ -17,8 +17,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::debug;
 
+use super::secret_cache::{OwnedSecrets, SecretVersions, WatchCache};
 use super::{Context, Shared, error_policy, reconcile, secrets};
-use crate::connection_secret::{MANAGED_BY, MANAGED_BY_LABEL, slim_for_cache};
+use crate::connection_secret::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::DcsInstance;
 
 /// Serves all namespaces (`namespaces` empty), or the listed ones (one controller
@@ -60,22 +61,22 @@ async fn run_scope(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = shared.client.clone();
-    let (owned_reader, owned) = watch_owned_secrets(scoped(&client, &scope));
-    let (metadata_reader, referenced) = watch_secret_metadata(scoped(&client, &scope));
+    let (owned_cache, owned) = watch_owned_secrets(scoped(&client, &scope));
+    let (versions, referenced) = watch_secret_metadata(scoped(&client, &scope));
     let (store, instances) = watch_instances(scoped(&client, &scope), shared.selector.as_deref());
     shared.instances.add_store(store.clone());
     report_readiness(
         &shared,
         [
             ready_when_listed(store.clone()),
-            ready_when_listed(owned_reader.clone()),
-            ready_when_listed(metadata_reader.clone()),
+            cache_listed(owned_cache.clone()),
+            cache_listed(versions.clone()),
         ],
     );
     let ctx = Arc::new(Context {
         shared: shared.clone(),
-        owned_secrets: Some(owned_reader),
-        secret_metadata: Some(metadata_reader),
+        owned_secrets: Some(owned_cache),
+        secret_metadata: Some(versions),
     });
     let config = controller::Config::default().concurrency(shared.concurrency);
     Controller::for_stream(instances, store.clone())
@@ -94,61 +95,79 @@ async fn run_scope(
         .await;
 }
 
-/// Drops what the operator never reads from cached objects: managedFields (often the
-/// largest part of an object), and the last-applied annotation (a second copy of the
-/// object, for a Secret its data).
-pub fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
+/// What the DcsInstance cache keeps of an object: everything reconcile and the
+/// lifecycle read (name, namespace, uid, generation, resourceVersion,
+/// deletionTimestamp, finalizers, the operator's own annotations, the spec and the
+/// status, which is compared whole before it is written), and nothing else:
+/// labels (the selector is applied by the API server, which sends a removal when an
+/// object stops matching), other annotations (up to 256 KiB of tenant data),
+/// managedFields, ownerReferences and timestamps no one reads.
+pub fn slim_instance(obj: &mut DcsInstance) {
+    let meta = obj.meta_mut();
     meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.creation_timestamp = None;
+    meta.generate_name = None;
+    meta.self_link = None;
     if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATION_PREFIX));
         if annotations.is_empty() {
             meta.annotations = None;
         }
     }
 }
 
+/// The operator's own annotations (and the tenant's requests to it) start so.
+const OWN_ANNOTATION_PREFIX: &str = "dcs.operator.dev/";
+
 type Applied<K> = Pin<Box<dyn futures::Stream<Item = Result<K, watcher::Error>> + Send>>;
 
 /// The connection Secrets, label-selected: only those a DcsInstance controls are
 /// cached, and of those a digest of their data, never the data (anyone may label a
 /// Secret managed-by=dcs-operator).
-fn watch_owned_secrets(api: Api<Secret>) -> (Store<Secret>, Applied<Secret>) {
-    let (reader, writer) = reflector::store();
+fn watch_owned_secrets(api: Api<Secret>) -> (Arc<OwnedSecrets>, Applied<Secret>) {
+    let cache = Arc::new(OwnedSecrets::default());
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
-        .filter_map(|event| futures::future::ready(slim_owned_event(event)))
-        .reflect(writer)
+        .map({
+            let cache = cache.clone();
+            move |event| {
+                if let Ok(event) = &event {
+                    cache.apply_event(event);
+                }
+                event
+            }
+        })
         .applied_objects()
         .boxed();
-    (reader, stream)
+    (cache, stream)
 }
 
 /// Metadata only: notices changes of credentials and password Secrets without
-/// holding every Secret's data in memory. Our own connection Secrets are left out
-/// at the server: each of their writes would otherwise come back here and be
-/// matched against every DcsInstance.
+/// holding every Secret in memory (a resourceVersion each). Our own connection
+/// Secrets are left out at the server: each of their writes would otherwise come
+/// back here and be matched against every DcsInstance.
 fn watch_secret_metadata(
     api: Api<PartialObjectMeta<Secret>>,
-) -> (
-    Store<PartialObjectMeta<Secret>>,
-    Applied<PartialObjectMeta<Secret>>,
-) {
-    let (reader, writer) = reflector::store();
+) -> (Arc<SecretVersions>, Applied<PartialObjectMeta<Secret>>) {
+    let cache = Arc::new(SecretVersions::default());
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|meta: &mut PartialObjectMeta<Secret>| {
-            // Name and resourceVersion are all the credentials cache needs.
-            strip_metadata(&mut meta.metadata);
-            meta.metadata.annotations = None;
-            meta.metadata.labels = None;
-            meta.metadata.owner_references = None;
+        .map({
+            let cache = cache.clone();
+            move |event| {
+                if let Ok(event) = &event {
+                    cache.apply_event(event);
+                }
+                event
+            }
         })
-        .reflect(writer)
         .touched_objects()
         .boxed();
-    (reader, stream)
+    (cache, stream)
 }
 
 /// The DcsInstances (label-selected with `--selector`).
@@ -163,30 +182,11 @@ fn watch_instances(
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|obj: &mut DcsInstance| strip_metadata(obj.meta_mut()))
+        .modify(slim_instance)
         .reflect(writer)
         .applied_objects()
         .boxed();
     (reader, stream)
-}
-
-/// The owned-Secret watch's events as the cache should see them: Secrets no
-/// DcsInstance controls are dropped (or removed, if they were cached before), and
-/// the rest slimmed to a digest of their data.
-pub(super) fn slim_owned_event(
-    event: Result<watcher::Event<Secret>, watcher::Error>,
-) -> Option<Result<watcher::Event<Secret>, watcher::Error>> {
-    use watcher::Event;
-    Some(Ok(match event {
-        Err(error) => return Some(Err(error)),
-        Ok(Event::Apply(secret)) => match slim_for_cache(&secret) {
-            Some(slim) => Event::Apply(slim),
-            None => Event::Delete(secret),
-        },
-        Ok(Event::InitApply(secret)) => Event::InitApply(slim_for_cache(&secret)?),
-        Ok(Event::Delete(secret)) => Event::Delete(secret),
-        Ok(other) => other,
-    }))
 }
 
 type Ready = Pin<Box<dyn Future<Output = bool> + Send>>;
@@ -197,6 +197,13 @@ where
     K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
 {
     Box::pin(async move { store.wait_until_ready().await.is_ok() })
+}
+
+fn cache_listed<V: Send + Sync + 'static>(cache: Arc<WatchCache<V>>) -> Ready {
+    Box::pin(async move {
+        cache.listed().await;
+        true
+    })
 }
 
 /// `/readyz` turns ready once every watch of every scope has listed once.

@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use super::budget::ApiBudget;
 use super::resolve::EndpointSource;
+use super::secret_cache::SecretVersions;
 use super::{Error, Result};
 use crate::crd::DcsInstanceSpec;
 use crate::dcs::chain::{ChainCredentials, ChainError};
@@ -232,7 +231,7 @@ impl CredentialsResolver {
         spec: &DcsInstanceSpec,
         endpoint_source: &EndpointSource,
         budget: &ApiBudget,
-        metadata: Option<&Store<PartialObjectMeta<Secret>>>,
+        metadata: Option<&SecretVersions>,
     ) -> Result<CredentialsLookup> {
         let Some(reference) = &spec.credentials_secret_ref else {
             return Ok(self.defaults_for(namespace, endpoint_source).await);
@@ -332,14 +331,8 @@ impl CredentialsResolver {
 }
 
 /// The resourceVersion the metadata watch holds for a Secret, if it has seen it.
-fn known_version(
-    metadata: Option<&Store<PartialObjectMeta<Secret>>>,
-    namespace: &str,
-    name: &str,
-) -> Option<String> {
-    metadata
-        .and_then(|store| store.get(&ObjectRef::new(name).within(namespace)))
-        .and_then(|meta| meta.resource_version())
+fn known_version(metadata: Option<&SecretVersions>, namespace: &str, name: &str) -> Option<String> {
+    metadata.and_then(|versions| versions.resource_version(namespace, name))
 }
 
 /// What a password lookup found: the value, or why there is none.
@@ -384,7 +377,7 @@ impl PasswordReader {
         namespace: &str,
         name: &str,
         key: &str,
-        metadata: Option<&Store<PartialObjectMeta<Secret>>>,
+        metadata: Option<&SecretVersions>,
     ) -> Result<PasswordLookup> {
         let cache_key = (namespace.to_string(), name.to_string(), key.to_string());
         if let Some(version) = known_version(metadata, namespace, name)

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
@@ -58,7 +57,7 @@ pub struct Shared {
     pub(super) instances: Arc<InstanceView>,
     pub(super) leader: Arc<LeaderGate>,
     /// Publishes Events on transitions; None publishes nothing.
-    pub(super) recorder: Option<Recorder>,
+    pub(super) events: Option<super::events::EventPublisher>,
     pub(super) readiness: Arc<Readiness>,
     /// Label selector on DcsInstances, to split a cluster between deployments.
     pub(super) selector: Option<String>,
@@ -118,7 +117,7 @@ pub struct SharedBuilder {
     namespace_limits: NamespaceLimits,
     cloud_origins: Vec<String>,
     leader: Option<Arc<LeaderGate>>,
-    recorder: Option<Recorder>,
+    events: Option<super::events::EventPublisher>,
     selector: Option<String>,
     concurrency: u16,
     metrics: MetricsOptions,
@@ -154,8 +153,8 @@ impl SharedBuilder {
         self
     }
 
-    pub fn recorder(mut self, recorder: Recorder) -> Self {
-        self.recorder = Some(recorder);
+    pub fn events(mut self, events: super::events::EventPublisher) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -208,7 +207,7 @@ impl SharedBuilder {
             passwords: PasswordReader::default(),
             metrics: Arc::new(Metrics::with_options(instances.clone(), self.metrics)),
             instances,
-            recorder: self.recorder,
+            events: self.events,
             readiness: Arc::new(Readiness::default()),
             selector: self.selector,
             concurrency: self.concurrency,
@@ -241,7 +240,7 @@ impl Shared {
             namespace_limits: NamespaceLimits::default(),
             cloud_origins: Vec::new(),
             leader: None,
-            recorder: None,
+            events: None,
             selector: None,
             concurrency: 32,
             metrics: MetricsOptions::default(),

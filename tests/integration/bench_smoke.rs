@@ -1,7 +1,9 @@
 //! Smoke test of the scale benchmark's small scenario: the operator binary, as a
 //! child process, against the benchmark's Kubernetes API stand-in and the DCS
 //! simulator. Asserts counts only (all Ready, no Kubernetes writes in steady
-//! state), never wall time: the timeouts are outer bounds for a loaded machine.
+//! state; after a restart, one Secret LIST per watch, no GET of a connection
+//! Secret and no write), never wall time: the timeouts are outer bounds for a
+//! loaded machine.
 
 // Also used by hostile_process.rs (a file loads as one module only).
 #[path = "../../examples/bench/harness.rs"]
@@ -20,7 +22,7 @@ const NAMESPACES: usize = 2;
 const TICKS: u32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_scenario_reaches_ready_then_writes_nothing() {
+async fn small_scenario_reaches_ready_writes_nothing_then_restarts_from_one_list() {
     let sim = harness::start_simulator(N, 0).await.unwrap();
     let server = standin::Server::start().await.unwrap();
     harness::seed_healthy_tenant(&server.state, "smoke", N, NAMESPACES, &sim.base_url());
@@ -66,8 +68,6 @@ async fn small_scenario_reaches_ready_then_writes_nothing() {
     let still_running = operator.exited().is_none();
     let log = operator.log_tail(30);
     operator.stop();
-    server.stop();
-    sim.shutdown().await;
 
     assert!(still_running, "the operator exited:\n{log}");
     assert_eq!(
@@ -78,5 +78,59 @@ async fn small_scenario_reaches_ready_then_writes_nothing() {
     assert_eq!(server.state.ready_count(), N);
     // The operator kept polling: steady state is not a dead process.
     assert!(dcs_calls > 0, "no DCS call in {TICKS} ticks\n{log}");
+
+    let restart = restart_counts(&server, &kubeconfig, &dir).await;
+    server.stop();
+    sim.shutdown().await;
+    // A restart finds the N connection Secrets with one LIST (one page here) of
+    // the owned-Secret watch, beside the metadata watch's LIST; it GETs only the
+    // credentials Secrets (one per namespace), never a connection Secret, and
+    // writes nothing: every Secret and status is already right.
+    let secrets = |verb: &str| {
+        restart
+            .requests
+            .get(&(verb.to_string(), "secrets".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(
+        (1..=2).contains(&secrets("list")),
+        "Secret LISTs at restart: {restart:?}"
+    );
+    assert!(
+        secrets("get") <= NAMESPACES as u64,
+        "Secret GETs at restart: {restart:?}"
+    );
+    assert_eq!(restart.total_writes(), 0, "writes at restart: {restart:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts a second operator process over the same objects, lets it reconcile every
+/// DcsInstance and one more poll interval, and returns the requests it made.
+async fn restart_counts(
+    server: &standin::Server,
+    kubeconfig: &Path,
+    dir: &Path,
+) -> standin::Counts {
+    let before = server.state.counts();
+    let operator = OperatorProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_dcs-operator")),
+        Some(kubeconfig),
+        &["--batch-polling=true".to_string()],
+        &dir.join("operator-restarted.log"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while operator.metric_sum("dcs_operator_reconciles_total").await < N as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted operator did not reconcile every DcsInstance:\n{}",
+            operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(POLL_INTERVAL).await;
+    let counts = server.state.counts().since(&before);
+    operator.stop();
+    counts
 }

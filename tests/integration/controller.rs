@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dcs_operator::clock::SystemClock;
 use dcs_operator::controller::resolve::SpecDefaults;
+use dcs_operator::controller::secret_cache::{OwnedSecrets, SecretVersions};
 use dcs_operator::controller::secrets::CredentialsResolver;
 use dcs_operator::controller::{Context, Shared, SharedBuilder, reconcile};
 use dcs_operator::crd::{DcsInstance, DcsInstanceSpec, DcsInstanceStatus, LocalSecretReference};
@@ -18,7 +19,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::client::Body;
 use kube::core::PartialObjectMetaExt;
-use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
@@ -194,23 +194,30 @@ impl Harness {
     /// `secret` as the watch delivers it (a digest of its data), and the metadata
     /// cache holding the credentials Secret and `others`.
     pub(crate) fn with_warm_caches(&self, secret: &Secret, others: &[&Secret]) -> Arc<Context> {
-        let (owned_reader, mut owned_writer) = reflector::store::<Secret>();
-        let slim = dcs_operator::connection_secret::slim_for_cache(secret)
-            .expect("a connection Secret this DcsInstance controls");
-        owned_writer.apply_watcher_event(&watcher::Event::Apply(slim));
-        let (metadata_reader, mut metadata_writer) = reflector::store();
+        let owned = Arc::new(OwnedSecrets::default());
+        owned.apply_event(&watcher::Event::Init);
+        owned.apply_event(&watcher::Event::InitApply(secret.clone()));
+        owned.apply_event(&watcher::Event::InitDone);
+        assert_eq!(
+            owned.len(),
+            1,
+            "a connection Secret this DcsInstance controls"
+        );
+        let versions = Arc::new(SecretVersions::default());
+        versions.apply_event(&watcher::Event::Init);
         for meta in std::iter::once(&credentials_secret())
             .chain(others.iter().copied())
             .map(|s| s.metadata.clone())
         {
-            metadata_writer.apply_watcher_event(&watcher::Event::Apply(
+            versions.apply_event(&watcher::Event::InitApply(
                 meta.into_response_partial::<Secret>(),
             ));
         }
+        versions.apply_event(&watcher::Event::InitDone);
         Arc::new(Context {
             shared: self.ctx.shared.clone(),
-            owned_secrets: Some(owned_reader),
-            secret_metadata: Some(metadata_reader),
+            owned_secrets: Some(owned),
+            secret_metadata: Some(versions),
         })
     }
 

@@ -5,11 +5,10 @@
 use std::sync::{Arc, Mutex};
 
 use dcs_operator::clock::{ManualClock, SystemClock};
-use dcs_operator::controller::{Context, reconcile, reporter};
+use dcs_operator::controller::{Context, EventPublisher, reconcile};
 use dcs_operator::leader::LEASE_DURATION;
 use dcs_operator::metrics::MetricsOptions;
 use dcs_operator::server::{Readiness, router};
-use kube::runtime::events::Recorder;
 use kube::runtime::{reflector, watcher};
 
 use crate::controller::*;
@@ -169,11 +168,12 @@ async fn a_standby_neither_polls_nor_writes_until_it_leads() {
 async fn events_are_published_on_transitions_only() {
     let mut h = harness().await;
     // A recorder on the same mocked API server.
-    let recorder = Recorder::new(
+    let events = EventPublisher::new(
         h.ctx.shared.client().clone(),
-        reporter(Some("pod-1".into())),
+        "dcs-operator",
+        Some("pod-1".into()),
     );
-    h.ctx = h.fresh_context(|builder| builder.recorder(recorder));
+    h.ctx = h.fresh_context(|builder| builder.events(events));
     let task = h.start(dcs_instance(&h.sim, None));
     let server = h
         .server()

@@ -382,7 +382,7 @@ async fn read_password(
         namespace,
         &reference.name,
         &reference.key,
-        ctx.secret_metadata.as_ref(),
+        ctx.secret_metadata.as_deref(),
     );
     Ok(read.await?.map_err(Problem::Password))
 }

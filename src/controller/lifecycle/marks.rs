@@ -125,9 +125,8 @@ async fn credentials_held(ctx: &Context, obj: &DcsInstance) -> Result<bool> {
     let held = |meta: &kube::core::PartialObjectMeta<Secret>| {
         meta.finalizers().iter().any(|f| f == IN_USE_FINALIZER)
     };
-    if let Some(store) = ctx.secret_metadata.as_ref() {
-        let key = kube::runtime::reflector::ObjectRef::new(&reference.name).within(&namespace);
-        return Ok(store.get(&key).is_some_and(|meta| held(&meta)));
+    if let Some(versions) = ctx.secret_metadata.as_ref() {
+        return Ok(versions.in_use(&namespace, &reference.name) == Some(true));
     }
     let api: Api<Secret> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     let found = api
@@ -155,10 +154,11 @@ async fn hold_credentials(ctx: &Context, obj: &DcsInstance) -> Result<()> {
     else {
         return Ok(());
     };
-    let cached = ctx.secret_metadata.as_ref().and_then(|store| {
-        store.get(&kube::runtime::reflector::ObjectRef::new(&reference.name).within(&namespace))
-    });
-    if cached.is_some_and(|meta| meta.finalizers().iter().any(|f| f == IN_USE_FINALIZER)) {
+    let cached = ctx
+        .secret_metadata
+        .as_ref()
+        .and_then(|versions| versions.in_use(&namespace, &reference.name));
+    if cached == Some(true) {
         return Ok(());
     }
     set_in_use(ctx, &namespace, &reference.name, true).await

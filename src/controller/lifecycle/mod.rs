@@ -16,16 +16,16 @@ pub mod marks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use tracing::warn;
 
+use super::apply::publish_event;
 use super::dcs_call::{self, CallOutcome, CallTarget, PermitMode};
+use super::events::EventSpec;
 use super::gather::Access;
 use super::{Context, Result};
 use crate::crd::{DcsInstance, ManagementPolicy};
 use crate::dcs::DcsError;
-use crate::dcs::bounded::clip_bytes;
 use crate::lifecycle::{Blocked, Decision, Marks, View, decide};
 use crate::plan::conditions::find;
 use crate::plan::{LifecycleProblem, Problem, reasons};
@@ -324,26 +324,11 @@ async fn event(
     note: String,
     warning: bool,
 ) {
-    let shared = &ctx.shared;
-    let Some(recorder) = &shared.recorder else {
-        return;
+    let event = EventSpec {
+        warning,
+        reason,
+        note: &note,
+        action: "Manage",
     };
-    if shared.check_write().is_err() {
-        return;
-    }
-    let event = KubeEvent {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_string(),
-        note: Some(clip_bytes(&note, 1024).to_string()),
-        action: "Manage".to_string(),
-        secondary: None,
-    };
-    match recorder.publish(&event, &obj.object_ref(&())).await {
-        Ok(()) => shared.metrics.write("event"),
-        Err(error) => warn!(reason, "could not publish an event: {error}"),
-    }
+    publish_event(&ctx.shared, obj, event).await;
 }
