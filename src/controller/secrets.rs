@@ -214,6 +214,7 @@ type CredentialsCache = HashMap<(String, String), (String, CredentialsLookup)>;
 pub struct CredentialsResolver {
     pub defaults: Option<DefaultCredentials>,
     cache: Mutex<CredentialsCache>,
+    reads: ReadLocks,
 }
 
 impl CredentialsResolver {
@@ -221,6 +222,7 @@ impl CredentialsResolver {
         Self {
             defaults,
             cache: Mutex::default(),
+            reads: ReadLocks::default(),
         }
     }
 
@@ -237,12 +239,23 @@ impl CredentialsResolver {
             return Ok(self.defaults_for(namespace, endpoint_source).await);
         };
         let cache_key = (namespace.to_string(), reference.name.clone());
-        let known_version = known_version(metadata, namespace, &reference.name);
+        let known_version = known_version(metadata, namespace, &reference.name).await;
+        let fresh = |cached: &Option<(String, CredentialsLookup)>| match (&known_version, cached) {
+            (Some(version), Some((cached_version, parsed))) if version == cached_version => {
+                Some(parsed.clone())
+            }
+            _ => None,
+        };
+        if let Some(parsed) = fresh(&self.lock().get(&cache_key).cloned()) {
+            return Ok(parsed);
+        }
+        // Many DcsInstances name the same Secret: one of them reads it, the others
+        // wait and take what it read.
+        let read_lock = self.reads.for_secret(namespace, &reference.name);
+        let _reading = read_lock.lock().await;
         let cached = self.lock().get(&cache_key).cloned();
-        if let (Some(version), Some((cached_version, parsed))) = (&known_version, &cached)
-            && version == cached_version
-        {
-            return Ok(parsed.clone());
+        if let Some(parsed) = fresh(&cached) {
+            return Ok(parsed);
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let secret =
@@ -330,9 +343,48 @@ impl CredentialsResolver {
     }
 }
 
+/// How long a read waits for the metadata watch's first list (right after a start)
+/// before reading the Secret without knowing its version.
+const METADATA_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The resourceVersion the metadata watch holds for a Secret, if it has seen it.
-fn known_version(metadata: Option<&SecretVersions>, namespace: &str, name: &str) -> Option<String> {
-    metadata.and_then(|versions| versions.resource_version(namespace, name))
+/// Right after a start it waits (bounded) for the watch's first list: without it,
+/// every DcsInstance would read its Secret itself.
+async fn known_version(
+    metadata: Option<&SecretVersions>,
+    namespace: &str,
+    name: &str,
+) -> Option<String> {
+    let versions = metadata?;
+    if !versions.is_listed() {
+        let _ = tokio::time::timeout(METADATA_LIST_WAIT, versions.listed()).await;
+    }
+    versions.resource_version(namespace, name)
+}
+
+/// One read at a time per Secret (namespace, name), so that a Secret many
+/// DcsInstances name is read once, not once each. Keyed per Secret: a slow read
+/// of one tenant's Secret never holds up another's.
+#[derive(Default)]
+struct ReadLocks {
+    locks: Mutex<HashMap<(String, String), std::sync::Weak<ReadLock>>>,
+}
+
+type ReadLock = tokio::sync::Mutex<()>;
+
+impl ReadLocks {
+    fn for_secret(&self, namespace: &str, name: &str) -> Arc<ReadLock> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Only reads in flight hold a lock: the map stays as small as they are.
+        locks.retain(|_, lock| lock.strong_count() > 0);
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(lock) = locks.get(&key).and_then(std::sync::Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(ReadLock::new(()));
+        locks.insert(key, Arc::downgrade(&lock));
+        lock
+    }
 }
 
 /// What a password lookup found: the value, or why there is none.
@@ -346,6 +398,7 @@ type PasswordCache = HashMap<(String, String, String), (String, PasswordLookup)>
 #[derive(Default)]
 pub struct PasswordReader {
     cache: Mutex<PasswordCache>,
+    reads: ReadLocks,
 }
 
 impl PasswordReader {
@@ -380,11 +433,20 @@ impl PasswordReader {
         metadata: Option<&SecretVersions>,
     ) -> Result<PasswordLookup> {
         let cache_key = (namespace.to_string(), name.to_string(), key.to_string());
-        if let Some(version) = known_version(metadata, namespace, name)
-            && let Some((cached_version, value)) = self.lock().get(&cache_key)
-            && *cached_version == version
-        {
-            return Ok(value.clone());
+        let known_version = known_version(metadata, namespace, name).await;
+        let fresh = || match (&known_version, self.lock().get(&cache_key)) {
+            (Some(version), Some((cached_version, value))) if version == cached_version => {
+                Some(value.clone())
+            }
+            _ => None,
+        };
+        if let Some(value) = fresh() {
+            return Ok(value);
+        }
+        let read_lock = self.reads.for_secret(namespace, name);
+        let _reading = read_lock.lock().await;
+        if let Some(value) = fresh() {
+            return Ok(value);
         }
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let secret = api
