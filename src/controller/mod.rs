@@ -433,6 +433,50 @@ mod tests {
         assert_eq!(obj.status, status);
     }
 
+    #[test]
+    fn a_relist_after_the_first_is_applied_in_place_and_removes_what_it_lacks() {
+        use kube::runtime::reflector;
+        use watcher::Event;
+        let object = |name: &str, rv: &str| {
+            let mut obj = DcsInstance::new(name, Default::default());
+            obj.metadata.namespace = Some("ns".into());
+            obj.metadata.resource_version = Some(rv.into());
+            obj
+        };
+        let (reader, mut writer) = reflector::store::<DcsInstance>();
+        let mut relist = runner::RelistInPlace::default();
+        let mut feed = |event: Event<DcsInstance>| {
+            for event in relist.events(event, || reader.state()) {
+                writer.apply_watcher_event(&event);
+            }
+        };
+        // The first list goes through as is and marks the store ready.
+        feed(Event::Init);
+        feed(Event::InitApply(object("a", "1")));
+        feed(Event::InitApply(object("b", "1")));
+        feed(Event::InitDone);
+        let names = |reader: &reflector::Store<DcsInstance>| {
+            let mut names: Vec<String> = reader
+                .state()
+                .iter()
+                .map(|o| format!("{}@{}", o.name_any(), o.resource_version().unwrap()))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&reader), ["a@1", "b@1"]);
+        // A relist that no longer has "b" and has a new "c": applied as it comes.
+        feed(Event::Init);
+        feed(Event::InitApply(object("a", "2")));
+        assert_eq!(names(&reader), ["a@2", "b@1"], "served throughout");
+        feed(Event::InitApply(object("c", "2")));
+        feed(Event::InitDone);
+        assert_eq!(names(&reader), ["a@2", "c@2"]);
+        // Watch events in between pass unchanged.
+        feed(Event::Delete(object("a", "3")));
+        assert_eq!(names(&reader), ["c@2"]);
+    }
+
     #[tokio::test]
     async fn tenant_named_endpoints_share_one_cap_across_namespaces() {
         let limits = NamespaceLimits::with_tenant_origins(8, 2);
