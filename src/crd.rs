@@ -78,7 +78,7 @@ pub struct DcsInstanceSpec {
     /// The desired instance. Required with Manage; allowed (and ignored) with
     /// Observe, so switching policies never drops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance: Option<DesiredInstance>,
+    pub instance: Option<Box<DesiredInstance>>,
 
     /// Project ID (32 hex characters) of the region. Optional when the credentials
     /// Secret carries a projectId.
@@ -114,7 +114,7 @@ pub struct DcsInstanceSpec {
     /// short-lived credentials. Exclusive with credentialsSecretRef; counts as the
     /// DcsInstance's own credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<WorkloadIdentity>,
+    pub identity: Option<Box<WorkloadIdentity>>,
 
     /// The cache password, copied into the connection Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -34,9 +34,9 @@ const MAX_TICK: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupKey {
-    pub endpoint: String,
-    pub project_id: String,
-    pub credentials_fingerprint: String,
+    pub endpoint: Arc<str>,
+    pub project_id: Arc<str>,
+    pub credentials_fingerprint: Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,9 +102,9 @@ impl BatchPoller {
     /// and asking for a list right away when the member is new.
     pub fn register(&self, shared: &Arc<Shared>, registration: Registration<'_>) {
         let key = GroupKey {
-            endpoint: registration.endpoint.as_str().to_string(),
-            project_id: registration.project_id.to_string(),
-            credentials_fingerprint: registration.credentials_fingerprint.to_string(),
+            endpoint: registration.endpoint.as_str().into(),
+            project_id: registration.project_id.into(),
+            credentials_fingerprint: registration.credentials_fingerprint.into(),
         };
         let member = Member {
             object: registration.object,
@@ -404,6 +404,6 @@ fn observation_key(group: &GroupKey, instance_id: &str) -> ObservationKey {
         endpoint: group.endpoint.clone(),
         project_id: group.project_id.clone(),
         credentials_fingerprint: group.credentials_fingerprint.clone(),
-        instance_id: instance_id.to_string(),
+        instance_id: instance_id.into(),
     }
 }

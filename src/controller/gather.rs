@@ -454,13 +454,13 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         gate,
     } = target;
     let key = ObservationKey {
-        endpoint: resolved.endpoint.as_str().to_string(),
-        project_id: project_id.to_string(),
+        endpoint: resolved.endpoint.as_str().into(),
+        project_id: project_id.into(),
         // A SHA-256 over the credentials (or the workload identity): computed once
         // per reconcile, used as the store key, the batch group and the gate's
         // proof of which secret worked.
-        credentials_fingerprint: fingerprint.to_string(),
-        instance_id: instance_id.to_string(),
+        credentials_fingerprint: fingerprint.into(),
+        instance_id: instance_id.into(),
     };
     shared.observations.bind(uid, &key);
     if shared.batching {
@@ -470,7 +470,9 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
                 uid,
                 namespace,
                 gate,
-                object: ObjectRef::from_obj(obj),
+                // Name and namespace only: a member is kept per DcsInstance, and
+                // its resourceVersion and uid would be two more strings each.
+                object: ObjectRef::new(&obj.name_any()).within(namespace),
                 endpoint: &resolved.endpoint,
                 project_id,
                 credentials,

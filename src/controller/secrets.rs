@@ -250,9 +250,15 @@ impl CredentialsResolver {
             return Ok(parsed);
         }
         // Many DcsInstances name the same Secret: one of them reads it, the others
-        // wait and take what it read.
-        let read_lock = self.reads.for_secret(namespace, &reference.name);
-        let _reading = read_lock.lock().await;
+        // wait and take what it read. (Without a version from the metadata watch
+        // nothing read can be reused, so nothing is gained by waiting.)
+        let read_lock = known_version
+            .is_some()
+            .then(|| self.reads.for_secret(namespace, &reference.name));
+        let _reading = match &read_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let cached = self.lock().get(&cache_key).cloned();
         if let Some(parsed) = fresh(&cached) {
             return Ok(parsed);
@@ -443,8 +449,13 @@ impl PasswordReader {
         if let Some(value) = fresh() {
             return Ok(value);
         }
-        let read_lock = self.reads.for_secret(namespace, name);
-        let _reading = read_lock.lock().await;
+        let read_lock = known_version
+            .is_some()
+            .then(|| self.reads.for_secret(namespace, name));
+        let _reading = match &read_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         if let Some(value) = fresh() {
             return Ok(value);
         }

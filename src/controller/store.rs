@@ -16,12 +16,14 @@ use crate::plan::Observation;
 
 /// Whose answer an observation is. Two DcsInstances share an answer only when all
 /// four parts match, so a namespace with different credentials never reads another's.
+/// Shared strings: the keys of one batch group share their endpoint, project and
+/// fingerprint, and the uid bindings share the stored keys' parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObservationKey {
-    pub endpoint: String,
-    pub project_id: String,
-    pub credentials_fingerprint: String,
-    pub instance_id: String,
+    pub endpoint: Arc<str>,
+    pub project_id: Arc<str>,
+    pub credentials_fingerprint: Arc<str>,
+    pub instance_id: Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +206,12 @@ impl ObservationStore {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if keys.get(uid) != Some(key) {
-            keys.insert(uid.to_string(), key.clone());
+            // The stored entry's key, when there is one: its parts are shared.
+            let stored = self
+                .lock()
+                .get_key_value(key)
+                .map(|(stored, _)| stored.clone());
+            keys.insert(uid.to_string(), stored.unwrap_or_else(|| key.clone()));
         }
     }
 

@@ -189,14 +189,14 @@ fn with_identity(name: &str, uid: &str, service_account: &str, endpoint: &str) -
             instance_id: Some(INSTANCE.into()),
             project_id: Some(PROJECT.into()),
             endpoint: Some(endpoint.into()),
-            identity: Some(WorkloadIdentity {
+            identity: Some(Box::new(WorkloadIdentity {
                 service_account_name: service_account.into(),
                 idp_id: Some(IDP.into()),
                 agency_urn: None,
                 provider_urn: None,
                 project_id: None,
                 duration_seconds: None,
-            }),
+            })),
             ..DcsInstanceSpec::default()
         },
     );

@@ -149,7 +149,7 @@ fn managed(name: &str, uid: &str, deletion: DeletionPolicy, endpoint: &str) -> D
         DcsInstanceSpec {
             management_policy: ManagementPolicy::Manage,
             deletion_policy: deletion,
-            instance: Some(desired()),
+            instance: Some(Box::new(desired())),
             project_id: Some(PROJECT.into()),
             endpoint: Some(endpoint.into()),
             credentials_secret_ref: Some(LocalSecretReference {

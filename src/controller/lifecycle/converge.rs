@@ -230,10 +230,10 @@ async fn write_one(
     shared
         .observations
         .request_show(crate::controller::store::ObservationKey {
-            endpoint: access.resolved.endpoint.as_str().to_string(),
-            project_id: access.project_id.clone(),
-            credentials_fingerprint: access.fingerprint.clone(),
-            instance_id: write.id.to_string(),
+            endpoint: access.resolved.endpoint.as_str().into(),
+            project_id: access.project_id.as_str().into(),
+            credentials_fingerprint: access.fingerprint.as_str().into(),
+            instance_id: write.id.into(),
         });
     Ok(recorded(ctx, managed, &write, result))
 }
