@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
+use crate::intern::Atom;
 
 pub const GROUP: &str = "dcs.operator.dev";
 pub const VERSION: &str = "v1alpha1";
@@ -482,11 +483,11 @@ pub struct DcsInstanceStatus {
     /// Cache engine: Redis or Memcached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    pub engine: Option<String>,
+    pub engine: Option<Atom>,
     /// Cache engine version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    pub engine_version: Option<String>,
+    pub engine_version: Option<Atom>,
     /// Address clients connect to, as DCS gives it (a comma list for clusters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
@@ -501,15 +502,15 @@ pub struct DcsInstanceStatus {
     /// The DCS instance status (RUNNING, CREATING, ERROR, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    pub status: Option<String>,
+    pub status: Option<Atom>,
     /// Cache capacity as a quantity (2Gi, 128Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    pub capacity: Option<String>,
+    pub capacity: Option<Atom>,
     /// Total memory as a quantity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    pub max_memory: Option<String>,
+    pub max_memory: Option<Atom>,
     /// DCS instance fault code (dcs.xx.xxxx) while DCS reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
@@ -521,11 +522,11 @@ pub struct DcsInstanceStatus {
     /// The instance flavour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
-    pub resource_spec_code: Option<String>,
+    pub resource_spec_code: Option<Atom>,
     /// Availability zones hosting the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16), inner(length(max = 128)))]
-    pub available_zones: Option<Vec<String>>,
+    pub available_zones: Option<Vec<Atom>>,
     /// The connection Secret this operator writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
@@ -619,13 +620,13 @@ pub struct Condition {
     /// Ready or Synced.
     #[schemars(length(max = 64))]
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Atom,
     /// True, False or Unknown.
     #[schemars(length(max = 16))]
-    pub status: String,
+    pub status: Atom,
     /// A PascalCase reason, one of the table in the README (constants in `plan::reasons`).
     #[schemars(length(max = 64))]
-    pub reason: String,
+    pub reason: Atom,
     /// What happened, for people.
     #[schemars(length(max = 2048))]
     pub message: String,

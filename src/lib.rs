@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod dcs;
 pub mod duration;
+pub mod intern;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

@@ -432,9 +432,9 @@ impl Collector for InstanceCollector {
                 .and_then(|instance| instance.used_memory_bytes())
                 .and_then(|bytes| i64::try_from(bytes).ok())
         };
-        let quantity = |text: Option<&String>| text.and_then(|t| quantity_bytes(t));
-        let max = |obj: &DcsInstance| quantity(obj.status.as_ref()?.max_memory.as_ref());
-        let capacity = |obj: &DcsInstance| quantity(obj.status.as_ref()?.capacity.as_ref());
+        let max = |obj: &DcsInstance| quantity_bytes(obj.status.as_ref()?.max_memory.as_deref()?);
+        let capacity =
+            |obj: &DcsInstance| quantity_bytes(obj.status.as_ref()?.capacity.as_deref()?);
         let gauges: [(&str, &str, &GaugeOf); 3] = [
             (
                 "instance_used_memory_bytes",

@@ -495,6 +495,7 @@ impl Shared {
             ("namespace_limits", self.namespace_limits.len()),
             ("batch_groups", groups),
             ("batch_members", members),
+            ("interned_strings", crate::intern::table_len()),
         ]
     }
 

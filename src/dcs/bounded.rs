@@ -11,6 +11,8 @@ use std::marker::PhantomData;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::intern::Atom;
+
 /// The `visit_*` methods of a bounded visitor for the shapes it does not want: each
 /// answers `$value`; sequences and maps are skipped unbuilt. Groups: `scalars`
 /// (string, bool, integers, float), `unit` (null), `seq`, `map`.
@@ -135,6 +137,22 @@ pub fn s128<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
 /// Statuses, engine names, fault codes: fit status's 64-character fields.
 pub fn s64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     string::<D, 64>(d)
+}
+
+/// [`s64`], shared with equal values ([`Atom`]): statuses, engines, versions.
+pub fn atom_s64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Atom>, D::Error> {
+    Ok(string::<D, 64>(d)?.map(Atom::from))
+}
+
+/// [`s128`], shared with equal values: spec codes.
+pub fn atom_s128<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Atom>, D::Error> {
+    Ok(string::<D, 128>(d)?.map(Atom::from))
+}
+
+/// [`short`], shared with equal values: VPC, subnet and security group ids (one
+/// each for thousands of instances).
+pub fn atom_short<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Atom>, D::Error> {
+    Ok(string::<D, 256>(d)?.map(Atom::from))
 }
 
 /// The address list (`ip`): status allows 4096 characters.

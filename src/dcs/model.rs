@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::bounded;
+use crate::intern::Atom;
 
 /// One DCS instance as the API describes it. The field names are the API's own.
 ///
@@ -36,14 +37,14 @@ pub struct Instance {
     pub name: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s64"
+        deserialize_with = "bounded::atom_s64"
     )]
-    pub engine: Option<String>,
+    pub engine: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s64"
+        deserialize_with = "bounded::atom_s64"
     )]
-    pub engine_version: Option<String>,
+    pub engine_version: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient_int"
@@ -66,9 +67,9 @@ pub struct Instance {
     pub port: Option<i64>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s64"
+        deserialize_with = "bounded::atom_s64"
     )]
-    pub status: Option<String>,
+    pub status: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::s64"
@@ -101,14 +102,14 @@ pub struct Instance {
     pub used_memory: Option<i64>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s128"
+        deserialize_with = "bounded::atom_s128"
     )]
-    pub resource_spec_code: Option<String>,
+    pub resource_spec_code: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s128"
+        deserialize_with = "bounded::atom_s128"
     )]
-    pub spec_code: Option<String>,
+    pub spec_code: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::s64"
@@ -121,9 +122,9 @@ pub struct Instance {
     pub charging_mode: Option<i64>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::short"
+        deserialize_with = "bounded::atom_short"
     )]
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::short"
@@ -151,14 +152,14 @@ pub struct Instance {
     pub user_name: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s64"
+        deserialize_with = "bounded::atom_s64"
     )]
-    pub maintain_begin: Option<String>,
+    pub maintain_begin: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::s64"
+        deserialize_with = "bounded::atom_s64"
     )]
-    pub maintain_end: Option<String>,
+    pub maintain_end: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::string_or_list::<_, 128>"
@@ -171,9 +172,9 @@ pub struct Instance {
     pub az_codes: Option<StringOrList>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::short"
+        deserialize_with = "bounded::atom_short"
     )]
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::short"
@@ -186,9 +187,9 @@ pub struct Instance {
     pub subnet_cidr: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "bounded::short"
+        deserialize_with = "bounded::atom_short"
     )]
-    pub security_group_id: Option<String>,
+    pub security_group_id: Option<Atom>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "bounded::short"

@@ -49,9 +49,9 @@ pub fn condition(
         _ => now.to_rfc3339_opts(SecondsFormat::Secs, true),
     };
     Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: draft.reason.to_string(),
+        type_: type_.into(),
+        status: status.into(),
+        reason: draft.reason.into(),
         message: truncate(&draft.message),
         observed_generation: generation,
         last_transition_time,

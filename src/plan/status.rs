@@ -6,6 +6,7 @@ use crate::connection_secret::ConnectionDetails;
 use crate::crd::DcsInstanceStatus;
 use crate::dcs::bounded::clip;
 use crate::dcs::model::{Instance, fault_description};
+use crate::intern::Atom;
 
 /// `2Gi`, `128Mi`, or plain bytes when nothing divides evenly.
 pub fn quantity(bytes: u64) -> String {
@@ -56,18 +57,22 @@ pub fn observed_fields(
     let zones = instance.available_zones();
     DcsInstanceStatus {
         name: instance.name.clone(),
-        engine: instance.engine.clone(),
-        engine_version: instance.engine_version.clone(),
+        engine: instance.engine.as_deref().map(Atom::from),
+        engine_version: instance.engine_version.as_deref().map(Atom::from),
         ip,
         port,
         addresses,
-        status: instance.status.clone(),
-        capacity: instance.capacity_bytes().map(quantity),
-        max_memory: instance.max_memory_bytes().filter(|b| *b > 0).map(quantity),
+        status: instance.status.as_deref().map(Atom::from),
+        capacity: instance.capacity_bytes().map(quantity).map(Atom::from),
+        max_memory: instance
+            .max_memory_bytes()
+            .filter(|b| *b > 0)
+            .map(quantity)
+            .map(Atom::from),
         error_code,
         error_message,
-        resource_spec_code: instance.spec_code().map(str::to_string),
-        available_zones: (!zones.is_empty()).then_some(zones),
+        resource_spec_code: instance.spec_code().map(Atom::from),
+        available_zones: (!zones.is_empty()).then(|| zones.iter().map(Atom::from).collect()),
         ..DcsInstanceStatus::default()
     }
 }
@@ -96,8 +101,8 @@ pub fn connection_details(
 ) -> Option<ConnectionDetails> {
     let addresses = facts.addresses.clone().filter(|a| !a.is_empty())?;
     Some(ConnectionDetails {
-        engine: facts.engine.clone().unwrap_or_else(|| "Redis".to_string()),
-        engine_version: facts.engine_version.clone(),
+        engine: facts.engine.as_deref().unwrap_or("Redis").to_string(),
+        engine_version: facts.engine_version.as_deref().map(str::to_string),
         addresses,
         port: facts.port?,
         password: password.map(str::to_string),
@@ -107,19 +112,23 @@ pub fn connection_details(
 /// Cuts every string of status to the CRD's maxLength (characters, ending in `…`)
 /// and every list to its maxItems. Idempotent, so it never causes churn.
 pub fn clip_to_schema(status: &mut DcsInstanceStatus) {
-    fn field(value: &mut Option<String>, max: usize) {
+    fn field<T: std::ops::Deref<Target = str> + From<String>>(value: &mut Option<T>, max: usize) {
         if let Some(text) = value.as_mut()
             && text.chars().count() > max
         {
-            *text = clip(text, max);
+            *text = clip(text, max).into();
         }
     }
-    fn list(value: &mut Option<Vec<String>>, max_items: usize, max: usize) {
+    fn list<T: std::ops::Deref<Target = str> + From<String>>(
+        value: &mut Option<Vec<T>>,
+        max_items: usize,
+        max: usize,
+    ) {
         if let Some(items) = value.as_mut() {
             items.truncate(max_items);
             for item in items.iter_mut() {
                 if item.chars().count() > max {
-                    *item = clip(item, max);
+                    *item = clip(item, max).into();
                 }
             }
         }
@@ -139,7 +148,7 @@ pub fn clip_to_schema(status: &mut DcsInstanceStatus) {
     field(&mut status.connection_secret_name, 253);
     for condition in status.conditions.iter_mut() {
         if condition.reason.chars().count() > 64 {
-            condition.reason = clip(&condition.reason, 64);
+            condition.reason = clip(&condition.reason, 64).into();
         }
         if condition.message.chars().count() > 2048 {
             condition.message = clip(&condition.message, 2048);

@@ -714,25 +714,25 @@ fn status_always_fits_the_schema() {
     let long = "界".repeat(10_000);
     let mut instance = running();
     instance.name = Some(long.clone());
-    instance.engine = Some(long.clone());
-    instance.status = Some(long.clone());
+    instance.engine = Some(long.as_str().into());
+    instance.status = Some(long.as_str().into());
     instance.ip = Some(format!("{long},{long}"));
     instance.error_code = Some(long.clone());
     let planned = Case::new(Some(ok(instance, now()))).plan();
     let s = &planned.status;
-    let chars = |v: &Option<String>| v.as_deref().map_or(0, |t| t.chars().count());
-    assert_eq!(chars(&s.name), 256);
-    assert_eq!(chars(&s.engine), 64);
-    assert_eq!(chars(&s.status), 64);
-    assert!(chars(&s.ip) <= 4096);
-    assert_eq!(chars(&s.error_code), 64);
+    let chars = |v: Option<&str>| v.map_or(0, |t| t.chars().count());
+    assert_eq!(chars(s.name.as_deref()), 256);
+    assert_eq!(chars(s.engine.as_deref()), 64);
+    assert_eq!(chars(s.status.as_deref()), 64);
+    assert!(chars(s.ip.as_deref()) <= 4096);
+    assert_eq!(chars(s.error_code.as_deref()), 64);
     assert!(
         s.addresses
             .iter()
             .flatten()
             .all(|a| a.chars().count() <= 256)
     );
-    assert!(chars(&s.error_message) <= 1024);
+    assert!(chars(s.error_message.as_deref()) <= 1024);
     for c in &s.conditions {
         assert!(c.message.chars().count() <= 2048 && c.reason.chars().count() <= 64);
     }

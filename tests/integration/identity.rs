@@ -221,7 +221,7 @@ impl World {
             .conditions
             .into_iter()
             .find(|c| c.type_ == type_)
-            .map(|c| c.reason)
+            .map(|c| c.reason.to_string())
     }
 
     fn message(&self, name: &str) -> String {

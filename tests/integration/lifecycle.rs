@@ -228,7 +228,7 @@ impl World {
             .conditions
             .into_iter()
             .find(|c| c.type_ == type_)
-            .map(|c| c.reason)
+            .map(|c| c.reason.to_string())
     }
 
     /// Patches the stored object as a user would (bumping generation on spec edits).
