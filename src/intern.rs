@@ -51,6 +51,14 @@ impl Atom {
     }
 }
 
+/// Forgets values no object uses any more (the pruning pass calls this).
+pub fn prune() {
+    TABLE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|value| Arc::strong_count(value) > 1);
+}
+
 /// Distinct values the table holds now (for tests and the cache-size metric).
 pub fn table_len() -> usize {
     TABLE.lock().unwrap_or_else(|p| p.into_inner()).len()

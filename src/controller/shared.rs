@@ -440,6 +440,11 @@ impl Shared {
         for (cache, entries) in self.cache_sizes() {
             self.metrics.set_cache_entries(cache, entries);
         }
+        // Process-wide (values are shared while they are decoded), so not among
+        // this Shared's caches; shown beside them.
+        crate::intern::prune();
+        self.metrics
+            .set_cache_entries("interned_strings", crate::intern::table_len());
     }
 
     /// How many entries each map keyed by tenant data holds.
@@ -495,7 +500,6 @@ impl Shared {
             ("namespace_limits", self.namespace_limits.len()),
             ("batch_groups", groups),
             ("batch_members", members),
-            ("interned_strings", crate::intern::table_len()),
         ]
     }
 
