@@ -5,9 +5,9 @@
 //! The table is process-wide because values are interned while they are
 //! deserialized, where no context can be passed in. It changes no behaviour, only
 //! where the bytes live, and it is bounded: values longer than [`MAX_INTERNED_BYTES`]
-//! are never interned, and once [`MAX_ENTRIES`] distinct values are held, values no
-//! object uses any more are dropped; if all are in use, new values get their own
-//! allocation. So a tenant or an endpoint that sends endless distinct values costs
+//! are never interned; values no object uses any more are dropped by the pruning
+//! pass and whenever [`MAX_ENTRIES`] distinct values are held; if all are in use,
+//! new values get their own allocation. So a tenant or an endpoint that sends endless distinct values costs
 //! at most a fixed table, and only the sharing for values that came later.
 
 use std::collections::HashSet;
