@@ -85,7 +85,7 @@ pub struct DcsInstanceSpec {
     /// Secret carries a projectId.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^[0-9a-f]{32}$"))]
-    pub project_id: Option<String>,
+    pub project_id: Option<Atom>,
 
     /// Region of the instance, e.g. cn-north-4: the endpoint is
     /// https://dcs.REGION.myhuaweicloud.com. At most one of region and endpoint;
@@ -95,14 +95,14 @@ pub struct DcsInstanceSpec {
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
-    pub region: Option<String>,
+    pub region: Option<Atom>,
 
     /// Full DCS endpoint URL, for other partitions or a local simulator. Must be
     /// https:// except for loopback hosts (127.0.0.0/8, localhost, [::1]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 8, max = 256))]
     #[x_kube(validation = Rule::new(r"self.startsWith('https://') || self.matches('^http://(localhost|127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[::1\\])(:[0-9]{1,5})?(/.*)?$')").message("endpoint must use https:// (plain http:// only for loopback hosts)"))]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Atom>,
 
     /// A Secret in this namespace with accessKey and secretKey (optional securityToken,
     /// optional projectId), or authToken. Without it the operator's own credentials
@@ -130,7 +130,7 @@ pub struct DcsInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = duration::MAX_LENGTH), regex(pattern = duration::PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("pollInterval must be at least 10s"))]
-    pub poll_interval: Option<String>,
+    pub poll_interval: Option<Atom>,
 }
 
 /// Workload identity: a ServiceAccount of the DcsInstance's namespace, and the
@@ -177,7 +177,7 @@ pub struct LocalSecretReference {
         length(min = 1, max = 253),
         regex(pattern = NAME_PATTERN)
     )]
-    pub name: String,
+    pub name: Atom,
 }
 
 /// One key of a Secret in the same namespace.
@@ -629,13 +629,13 @@ pub struct Condition {
     pub reason: Atom,
     /// What happened, for people.
     #[schemars(length(max = 2048))]
-    pub message: String,
+    pub message: Atom,
     /// The spec generation the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// When status last changed between True and False (RFC 3339, whole seconds).
     #[schemars(length(max = 32))]
-    pub last_transition_time: String,
+    pub last_transition_time: Atom,
 }
 
 /// The CRD as YAML, as committed in crds/dcsinstance.yaml.

@@ -303,7 +303,12 @@ async fn access_with(
         Ok(found) => found,
         Err(problem) => return Ok(Err(Problem::Credentials(problem))),
     };
-    let Some(project_id) = obj.spec.project_id.as_ref().or(found.project_id.as_ref()) else {
+    let Some(project_id) = obj
+        .spec
+        .project_id
+        .as_deref()
+        .or(found.project_id.as_deref())
+    else {
         return Ok(Err(Problem::InvalidSpec(SpecProblem::NoProjectId)));
     };
     // The operator's own exchanged credentials rotate: they are known by their
@@ -329,7 +334,7 @@ async fn access_with(
         ),
     };
     Ok(Ok(Access {
-        project_id: project_id.clone(),
+        project_id: project_id.to_string(),
         own_credentials: obj.spec.credentials_secret_ref.is_some(),
         fingerprint,
         gate,
@@ -356,8 +361,8 @@ async fn identity_access(
     let Some(project_id) = obj
         .spec
         .project_id
-        .as_ref()
-        .or(identity.project_id.as_ref())
+        .as_deref()
+        .or(identity.project_id.as_deref())
     else {
         return Err(Problem::InvalidSpec(SpecProblem::NoProjectId));
     };
@@ -378,7 +383,7 @@ async fn identity_access(
         &shared.cloud_origins,
     );
     Ok(Access {
-        project_id: project_id.clone(),
+        project_id: project_id.to_string(),
         own_credentials: true,
         fingerprint: found.fingerprint,
         gate,

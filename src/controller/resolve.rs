@@ -71,7 +71,7 @@ pub fn resolve(
         Some(text) => {
             let interval = duration::parse(text).map_err(SpecProblem::PollInterval)?;
             if interval < MIN_POLL_INTERVAL {
-                return Err(SpecProblem::PollIntervalTooShort(text.clone()));
+                return Err(SpecProblem::PollIntervalTooShort(text.to_string()));
             }
             // Far beyond any useful interval; bounded so no date computed from it
             // lies decades away (a group's poller wakes at least hourly anyway).

@@ -238,7 +238,7 @@ impl CredentialsResolver {
         let Some(reference) = &spec.credentials_secret_ref else {
             return Ok(self.defaults_for(namespace, endpoint_source).await);
         };
-        let cache_key = (namespace.to_string(), reference.name.clone());
+        let cache_key = (namespace.to_string(), reference.name.to_string());
         let known_version = known_version(metadata, namespace, &reference.name).await;
         let fresh = |cached: &Option<(String, CredentialsLookup)>| match (&known_version, cached) {
             (Some(version), Some((cached_version, parsed))) if version == cached_version => {
@@ -268,13 +268,13 @@ impl CredentialsResolver {
             api.get_opt(&reference.name)
                 .await
                 .map_err(|source| Error::ReadCredentials {
-                    name: reference.name.clone(),
+                    name: reference.name.to_string(),
                     source,
                 })?;
         let Some(secret) = secret else {
             self.lock().remove(&cache_key);
             return Ok(Err(CredentialsProblem::SecretMissing {
-                name: reference.name.clone(),
+                name: reference.name.to_string(),
                 namespace: namespace.to_string(),
             }));
         };

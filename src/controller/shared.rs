@@ -397,7 +397,7 @@ impl Shared {
                     obj.spec
                         .credentials_secret_ref
                         .as_ref()
-                        .map(|r| r.name.clone()),
+                        .map(|r| r.name.to_string()),
                     obj.spec
                         .password_secret_ref
                         .as_ref()

@@ -46,13 +46,13 @@ pub fn condition(
     let status = status_of(draft.ok);
     let last_transition_time = match find(current, type_) {
         Some(previous) if previous.status == status => previous.last_transition_time.clone(),
-        _ => now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        _ => now.to_rfc3339_opts(SecondsFormat::Secs, true).into(),
     };
     Condition {
         type_: type_.into(),
         status: status.into(),
         reason: draft.reason.into(),
-        message: truncate(&draft.message),
+        message: truncate(&draft.message).into(),
         observed_generation: generation,
         last_transition_time,
     }

@@ -28,7 +28,7 @@ pub fn transition_events(
             events.push(PlannedEvent {
                 warning: false,
                 reason: reasons::BECAME_READY,
-                note: ready.message.clone(),
+                note: ready.message.to_string(),
             });
         } else if flipped
             || old_ready.is_some_and(|o| o.reason != ready.reason) && ready.status != TRUE
@@ -37,7 +37,7 @@ pub fn transition_events(
                 events.push(PlannedEvent {
                     warning: true,
                     reason: reasons::SECRET_CONFLICT,
-                    note: ready.message.clone(),
+                    note: ready.message.to_string(),
                 });
             } else {
                 events.push(PlannedEvent {
@@ -87,7 +87,9 @@ pub fn transition_events(
         events.push(PlannedEvent {
             warning: true,
             reason: reasons::AUTHENTICATION_FAILED,
-            note: new_synced.map(|c| c.message.clone()).unwrap_or_default(),
+            note: new_synced
+                .map(|c| c.message.to_string())
+                .unwrap_or_default(),
         });
     }
     events

@@ -151,7 +151,7 @@ pub fn clip_to_schema(status: &mut DcsInstanceStatus) {
             condition.reason = clip(&condition.reason, 64).into();
         }
         if condition.message.chars().count() > 2048 {
-            condition.message = clip(&condition.message, 2048);
+            condition.message = clip(&condition.message, 2048).into();
         }
     }
 }

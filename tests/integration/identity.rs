@@ -230,7 +230,7 @@ impl World {
             .conditions
             .into_iter()
             .find(|c| c.type_ == "Synced")
-            .map(|c| c.message)
+            .map(|c| c.message.to_string())
             .unwrap_or_default()
     }
 

@@ -133,7 +133,7 @@ async fn credentials_held(ctx: &Context, obj: &DcsInstance) -> Result<bool> {
         .get_metadata_opt(&reference.name)
         .await
         .map_err(|source| Error::ReadCredentials {
-            name: reference.name.clone(),
+            name: reference.name.to_string(),
             source,
         })?;
     Ok(found.is_some_and(|meta| held(&meta)))

@@ -238,11 +238,11 @@ fn kept_refusal(obj: Option<&DcsInstance>) -> LifecycleProblem {
     match synced {
         Some(c) if c.reason == reasons::NAME_IN_USE => LifecycleProblem::Kept {
             reason: reasons::NAME_IN_USE,
-            message: c.message.clone(),
+            message: c.message.to_string(),
         },
         Some(c) if c.reason == reasons::REQUEST_REFUSED => LifecycleProblem::Kept {
             reason: reasons::REQUEST_REFUSED,
-            message: c.message.clone(),
+            message: c.message.to_string(),
         },
         _ => LifecycleProblem::Refused {
             detail: "the last create attempt was refused".into(),
