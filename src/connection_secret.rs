@@ -175,44 +175,6 @@ pub fn data_digest_bytes(secret: &Secret) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// What the owned-Secret watch cache keeps of a Secret: None unless a DcsInstance
-/// controls it (anyone may label a Secret `managed-by=dcs-operator`); else its
-/// identity, our labels, the controller reference, its type and the digest of its
-/// data, never the data.
-pub fn slim_for_cache(secret: &Secret) -> Option<Secret> {
-    let controller = secret
-        .metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|owner| owner.controller == Some(true) && owner.kind == "DcsInstance")?
-        .clone();
-    let labels = secret.metadata.labels.as_ref().map(|labels| {
-        labels
-            .iter()
-            .filter(|(key, _)| *key == MANAGED_BY_LABEL || *key == INSTANCE_LABEL)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
-    });
-    Some(Secret {
-        metadata: ObjectMeta {
-            name: secret.metadata.name.clone(),
-            namespace: secret.metadata.namespace.clone(),
-            uid: secret.metadata.uid.clone(),
-            resource_version: secret.metadata.resource_version.clone(),
-            labels,
-            annotations: Some(BTreeMap::from([(
-                DATA_DIGEST_ANNOTATION.to_string(),
-                data_digest(secret),
-            )])),
-            owner_references: Some(vec![controller]),
-            ..ObjectMeta::default()
-        },
-        type_: secret.type_.clone(),
-        ..Secret::default()
-    })
-}
-
 /// True when `existing` (a Secret as read, or the cache's slim copy) already holds
 /// what `desired` would write: same data, our labels and our controller reference.
 /// Other labels and annotations that someone added are left alone and do not count
@@ -342,32 +304,6 @@ mod tests {
         let mut foreign = desired.clone();
         foreign.metadata.owner_references = None;
         assert!(!is_up_to_date(&foreign, &desired));
-    }
-
-    #[test]
-    fn the_cache_keeps_a_digest_never_the_data() {
-        let desired = connection_secret("ns", "cache-dcs", &owner(), &details(Some("hunter2")));
-        let slim = slim_for_cache(&desired).unwrap();
-        assert!(slim.data.is_none());
-        assert!(!format!("{slim:?}").contains("hunter2"));
-        assert!(is_up_to_date(&slim, &desired));
-        let changed = connection_secret("ns", "cache-dcs", &owner(), &details(Some("other")));
-        assert!(!is_up_to_date(&slim, &changed));
-        // A foreign annotation claiming our digest is overwritten by the real one.
-        let mut forged = changed.clone();
-        forged.metadata.annotations = Some(BTreeMap::from([(
-            DATA_DIGEST_ANNOTATION.to_string(),
-            data_digest(&desired),
-        )]));
-        assert!(!is_up_to_date(&slim_for_cache(&forged).unwrap(), &desired));
-        // Only Secrets a DcsInstance controls are kept.
-        let mut labelled_only = desired.clone();
-        labelled_only.metadata.owner_references = None;
-        assert!(slim_for_cache(&labelled_only).is_none());
-        // Type is not compared (it cannot change; the plan reports a mismatch).
-        let mut opaque = desired.clone();
-        opaque.type_ = Some("Opaque".into());
-        assert!(is_up_to_date(&opaque, &desired));
     }
 
     #[test]

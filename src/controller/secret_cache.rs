@@ -22,7 +22,9 @@ use kube::{Resource, ResourceExt as _};
 
 use crate::connection_secret::{
     DATA_DIGEST_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, data_digest_bytes,
+    managed_labels,
 };
+use crate::intern::Atom;
 use crate::lifecycle::IN_USE_FINALIZER;
 
 /// One watch's cache: namespace -> name -> (relist mark, value).
@@ -177,21 +179,30 @@ impl SecretVersions {
 }
 
 /// What the owned-Secret watch keeps of a connection Secret: who controls it, our
-/// instance label, its type and a SHA-256 of its data (never the data).
+/// instance label, its type and a SHA-256 of its data (never the data). Not its
+/// uid or resourceVersion: a write reads the Secret from the API server first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedSecret {
-    resource_version: Option<Box<str>>,
-    uid: Option<Box<str>>,
-    controller_api_version: Box<str>,
+    /// The same for every Secret (`dcs.operator.dev/v1alpha1`): shared.
+    controller_api_version: Atom,
     controller_name: Box<str>,
     controller_uid: Box<str>,
     block_owner_deletion: Option<bool>,
     /// Whether the managed-by label holds our value (the watch's selector says so,
     /// but a slim copy is judged on what it holds).
     managed_by: bool,
-    instance_label: Option<Box<str>>,
-    type_: Option<Box<str>>,
+    instance_label: InstanceLabel,
+    type_: Option<Atom>,
     data_digest: [u8; 32],
+}
+
+/// The instance label's value, which is the controller's name (cut to 63
+/// characters) unless someone changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InstanceLabel {
+    Absent,
+    ControllerName,
+    Other(Box<str>),
 }
 
 impl OwnedSecret {
@@ -206,21 +217,25 @@ impl OwnedSecret {
             .find(|owner| owner.controller == Some(true) && owner.kind == "DcsInstance")?;
         let labels = secret.metadata.labels.as_ref();
         let label = |key: &str| labels.and_then(|labels| labels.get(key));
+        let expected_label = managed_labels(&controller.name).remove(INSTANCE_LABEL);
+        let instance_label = match label(INSTANCE_LABEL) {
+            None => InstanceLabel::Absent,
+            Some(value) if Some(value) == expected_label.as_ref() => InstanceLabel::ControllerName,
+            Some(value) => InstanceLabel::Other(value.as_str().into()),
+        };
         Some(Self {
-            resource_version: secret.metadata.resource_version.as_deref().map(Into::into),
-            uid: secret.metadata.uid.as_deref().map(Into::into),
             controller_api_version: controller.api_version.as_str().into(),
             controller_name: controller.name.as_str().into(),
             controller_uid: controller.uid.as_str().into(),
             block_owner_deletion: controller.block_owner_deletion,
             managed_by: label(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY),
-            instance_label: label(INSTANCE_LABEL).map(|v| v.as_str().into()),
-            type_: secret.type_.as_deref().map(Into::into),
+            instance_label,
+            type_: secret.type_.as_deref().map(Atom::from),
             data_digest: data_digest_bytes(secret),
         })
     }
 
-    /// The slim Secret reconcile compares with what it would write: identity, our
+    /// The slim Secret reconcile compares with what it would write: name, our
     /// labels, the controller reference, the type and the data digest (as the
     /// [`DATA_DIGEST_ANNOTATION`]), never the data.
     pub fn to_secret(&self, namespace: &str, name: &str) -> Secret {
@@ -228,15 +243,20 @@ impl OwnedSecret {
         if self.managed_by {
             labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
         }
-        if let Some(value) = &self.instance_label {
-            labels.insert(INSTANCE_LABEL.to_string(), value.to_string());
+        let instance_label = match &self.instance_label {
+            InstanceLabel::Absent => None,
+            InstanceLabel::ControllerName => {
+                managed_labels(&self.controller_name).remove(INSTANCE_LABEL)
+            }
+            InstanceLabel::Other(value) => Some(value.to_string()),
+        };
+        if let Some(value) = instance_label {
+            labels.insert(INSTANCE_LABEL.to_string(), value);
         }
         Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(namespace.to_string()),
-                uid: self.uid.as_deref().map(str::to_string),
-                resource_version: self.resource_version.as_deref().map(str::to_string),
                 labels: Some(labels),
                 annotations: Some(std::collections::BTreeMap::from([(
                     DATA_DIGEST_ANNOTATION.to_string(),
@@ -283,7 +303,7 @@ impl SecretVersions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection_secret::{Owner, slim_for_cache};
+    use crate::connection_secret::{Owner, connection_secret, is_up_to_date};
 
     fn meta(
         namespace: &str,
@@ -362,35 +382,70 @@ mod tests {
         waiting.await.unwrap();
     }
 
-    #[test]
-    fn the_owned_copy_is_the_slim_secret_and_forgets_secrets_nobody_controls() {
-        let owner = Owner {
+    fn owner() -> Owner {
+        Owner {
             api_version: "dcs.operator.dev/v1alpha1".into(),
             kind: "DcsInstance".into(),
             name: "cache".into(),
             uid: "uid-1".into(),
-        };
-        let details = crate::connection_secret::ConnectionDetails {
+        }
+    }
+
+    fn details(password: &str) -> crate::connection_secret::ConnectionDetails {
+        crate::connection_secret::ConnectionDetails {
             engine: "Redis".into(),
             engine_version: Some("6.0".into()),
             addresses: vec!["10.0.0.1".into()],
             port: 6379,
-            password: Some("hunter2".into()),
-        };
-        let mut written =
-            crate::connection_secret::connection_secret("ns", "cache-dcs", &owner, &details);
+            password: Some(password.into()),
+        }
+    }
+
+    fn slim(secret: &Secret) -> Option<Secret> {
+        OwnedSecret::of(secret).map(|owned| owned.to_secret("ns", "cache-dcs"))
+    }
+
+    #[test]
+    fn the_owned_copy_keeps_a_digest_never_the_data_and_forgets_secrets_nobody_controls() {
+        let mut written = connection_secret("ns", "cache-dcs", &owner(), &details("hunter2"));
         written.metadata.uid = Some("s-1".into());
         written.metadata.resource_version = Some("9".into());
         let cache = OwnedSecrets::default();
         cache.apply_event(&Event::Apply(written.clone()));
-        let slim = cache.secret("ns", "cache-dcs").unwrap();
-        assert_eq!(Some(slim.clone()), slim_for_cache(&written));
-        assert!(slim.data.is_none());
-        assert!(crate::connection_secret::is_up_to_date(&slim, &written));
+        let copy = cache.secret("ns", "cache-dcs").unwrap();
+        assert!(copy.data.is_none());
+        assert!(!format!("{copy:?}").contains("hunter2"));
+        assert!(is_up_to_date(&copy, &written));
+        assert_eq!(copy.metadata.labels, written.metadata.labels);
+        assert_eq!(
+            copy.metadata.owner_references,
+            written.metadata.owner_references
+        );
+        assert_eq!(copy.type_, written.type_);
+        let changed = connection_secret("ns", "cache-dcs", &owner(), &details("other"));
+        assert!(!is_up_to_date(&copy, &changed));
+
+        // A foreign annotation claiming our digest is overwritten by the real one.
+        let mut forged = changed.clone();
+        forged.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            DATA_DIGEST_ANNOTATION.to_string(),
+            crate::connection_secret::data_digest(&written),
+        )]));
+        assert!(!is_up_to_date(&slim(&forged).unwrap(), &written));
+        // A changed instance label is kept as it is (and then differs).
+        let mut relabelled = written.clone();
+        relabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(INSTANCE_LABEL.into(), "someone-else".into());
+        assert!(!is_up_to_date(&slim(&relabelled).unwrap(), &written));
 
         // Someone removes the controller reference: the cache forgets it.
         let mut orphan = written.clone();
         orphan.metadata.owner_references = None;
+        assert!(slim(&orphan).is_none());
         cache.apply_event(&Event::Apply(orphan));
         assert!(cache.secret("ns", "cache-dcs").is_none());
     }
