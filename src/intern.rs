@@ -6,8 +6,8 @@
 //! deserialized, where no context can be passed in. It changes no behaviour, only
 //! where the bytes live, and it is bounded: values longer than [`MAX_INTERNED_BYTES`]
 //! are never interned; values no object uses any more are dropped by the pruning
-//! pass and whenever [`MAX_ENTRIES`] distinct values are held; if all are in use,
-//! new values get their own allocation. So a tenant or an endpoint that sends endless distinct values costs
+//! pass and whenever [`MAX_ENTRIES`] distinct values are held; if most are still in
+//! use then, new values get their own allocation until the next pruning pass. So a tenant or an endpoint that sends endless distinct values costs
 //! at most a fixed table, and only the sharing for values that came later.
 
 use std::collections::HashSet;
@@ -19,7 +19,19 @@ pub const MAX_INTERNED_BYTES: usize = 64;
 /// Distinct values held at most.
 pub const MAX_ENTRIES: usize = 4096;
 
-static TABLE: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct Table {
+    values: HashSet<Arc<str>>,
+    /// Full of values in use: nothing new is added until the next pruning pass,
+    /// so endless distinct values never make every lookup sweep the table.
+    saturated: bool,
+}
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A string whose value is shared with every equal [`Atom`] made while the table
 /// had room. Compares, hashes, orders, prints and serializes as the text it holds.
@@ -31,17 +43,21 @@ impl Atom {
         if text.len() > MAX_INTERNED_BYTES {
             return Self(Arc::from(text));
         }
-        let mut table = TABLE.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(shared) = table.get(text) {
+        let mut table = table();
+        if let Some(shared) = table.values.get(text) {
             return Self(shared.clone());
         }
-        if table.len() >= MAX_ENTRIES {
-            // Only the table itself holds these.
-            table.retain(|value| Arc::strong_count(value) > 1);
-        }
         let value: Arc<str> = Arc::from(text);
-        if table.len() < MAX_ENTRIES {
-            table.insert(value.clone());
+        if table.saturated {
+            return Self(value);
+        }
+        if table.values.len() >= MAX_ENTRIES {
+            // Only the table itself holds these.
+            table.values.retain(|value| Arc::strong_count(value) > 1);
+            table.saturated = table.values.len() >= MAX_ENTRIES / 2;
+        }
+        if !table.saturated {
+            table.values.insert(value.clone());
         }
         Self(value)
     }
@@ -53,15 +69,14 @@ impl Atom {
 
 /// Forgets values no object uses any more (the pruning pass calls this).
 pub fn prune() {
-    TABLE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|value| Arc::strong_count(value) > 1);
+    let mut table = table();
+    table.values.retain(|value| Arc::strong_count(value) > 1);
+    table.saturated = false;
 }
 
 /// Distinct values the table holds now (for tests and the cache-size metric).
 pub fn table_len() -> usize {
-    TABLE.lock().unwrap_or_else(|p| p.into_inner()).len()
+    table().values.len()
 }
 
 impl Deref for Atom {
@@ -218,5 +233,15 @@ mod tests {
         }
         // Values still in use keep being shared.
         assert!(Arc::ptr_eq(&held[7].0, &Atom::new("held-7").0));
+        // Endless distinct values that stay in use: the table fills, then stops
+        // taking new ones (every lookup stays one hash probe) until pruned.
+        let kept: Vec<Atom> = (0..MAX_ENTRIES * 2)
+            .map(|i| Atom::new(&format!("kept-{i}")))
+            .collect();
+        assert!(table_len() <= MAX_ENTRIES);
+        assert_eq!(kept[MAX_ENTRIES * 2 - 1], "kept-8191");
+        drop(kept);
+        prune();
+        assert!(table_len() < MAX_ENTRIES / 2);
     }
 }
