@@ -428,8 +428,7 @@ impl Collector for InstanceCollector {
             obj.metadata
                 .uid
                 .as_deref()
-                .and_then(|uid| self.0.observations.latest_for(uid))
-                .and_then(|instance| instance.used_memory_bytes())
+                .and_then(|uid| self.0.observations.used_memory_bytes_for(uid))
                 .and_then(|bytes| i64::try_from(bytes).ok())
         };
         let max = |obj: &DcsInstance| quantity_bytes(obj.status.as_ref()?.max_memory.as_deref()?);

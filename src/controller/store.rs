@@ -11,7 +11,9 @@ use kube::runtime::reflector::Store;
 use chrono::{DateTime, Utc};
 
 use crate::crd::DcsInstance;
+use crate::dcs::model::{DcsStatus, StringOrList};
 use crate::dcs::{DcsError, Instance, StatusClass};
+use crate::intern::Atom;
 use crate::plan::Observation;
 
 /// Whose answer an observation is. Two DcsInstances share an answer only when all
@@ -26,13 +28,168 @@ pub struct ObservationKey {
     pub instance_id: Arc<str>,
 }
 
+/// One key's state, compact: 10 000 of these are the store.
 #[derive(Debug, Clone)]
 struct Entry {
-    observation: Observation,
-    /// The last successful answer, for merging list items (which lack some fields).
-    last_good: Option<Arc<Instance>>,
+    at: DateTime<Utc>,
+    /// Why the last attempt failed; None when it succeeded (its answer is
+    /// `last_good`). Boxed: failures are rare and a `DcsError` is large.
+    failure: Option<Box<DcsError>>,
+    consecutive_failures: u32,
+    /// The last successful answer, for status when the last attempt succeeded and
+    /// for merging list items (which lack some fields).
+    last_good: Option<Arc<Kept>>,
     /// Whether the last good answer came from ShowInstance (it has `error_code`).
     last_good_is_full: bool,
+}
+
+impl Entry {
+    /// The observation this entry stands for (None only if it holds neither an
+    /// answer nor a failure, which the store never builds).
+    fn observation(&self) -> Option<Observation> {
+        let result = match (&self.failure, &self.last_good) {
+            (Some(error), _) => Err(error.as_ref().clone()),
+            (None, Some(kept)) => Ok(Arc::new(kept.restore())),
+            (None, None) => return None,
+        };
+        Some(Observation {
+            at: self.at,
+            result,
+            consecutive_failures: self.consecutive_failures,
+        })
+    }
+
+    fn succeeded(&self) -> bool {
+        self.failure.is_none() && self.last_good.is_some()
+    }
+}
+
+/// What the store keeps of an answer: the fields [`Instance::slim`] keeps, as
+/// 16-byte strings (shared where values repeat, boxed where they do not), so an
+/// answer costs a third of a whole `Instance`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    instance_id: Option<Box<str>>,
+    name: Option<Box<str>>,
+    engine: Option<Atom>,
+    engine_version: Option<Atom>,
+    capacity: Option<i64>,
+    capacity_minor: Option<Atom>,
+    ip: Option<Box<str>>,
+    port: Option<i64>,
+    status: Option<Atom>,
+    task: Option<Box<str>>,
+    max_memory: Option<i64>,
+    used_memory: Option<i64>,
+    resource_spec_code: Option<Atom>,
+    spec_code: Option<Atom>,
+    error_code: Option<Atom>,
+    available_zones: Option<Box<StringOrList>>,
+    description: Option<Box<str>>,
+    maintain_begin: Option<Atom>,
+    maintain_end: Option<Atom>,
+    security_group_id: Option<Atom>,
+    vpc_id: Option<Atom>,
+    subnet_id: Option<Atom>,
+}
+
+impl Kept {
+    fn of(instance: Instance) -> Self {
+        let boxed = |text: Option<String>| text.map(String::into_boxed_str);
+        let shared = |text: Option<String>| text.map(Atom::from);
+        let Instance {
+            instance_id,
+            name,
+            engine,
+            engine_version,
+            capacity,
+            capacity_minor,
+            ip,
+            port,
+            status,
+            task,
+            max_memory,
+            used_memory,
+            resource_spec_code,
+            spec_code,
+            error_code,
+            available_zones,
+            description,
+            maintain_begin,
+            maintain_end,
+            security_group_id,
+            vpc_id,
+            subnet_id,
+            ..
+        } = instance.slim();
+        Self {
+            instance_id: boxed(instance_id),
+            name: boxed(name),
+            engine,
+            engine_version,
+            capacity,
+            capacity_minor: shared(capacity_minor),
+            ip: boxed(ip),
+            port,
+            status,
+            task: boxed(task),
+            max_memory,
+            used_memory,
+            resource_spec_code,
+            spec_code,
+            error_code: shared(error_code),
+            available_zones: available_zones.map(Box::new),
+            description: boxed(description),
+            maintain_begin,
+            maintain_end,
+            security_group_id,
+            vpc_id,
+            subnet_id,
+        }
+    }
+
+    /// The answer as [`Instance::slim`] made it.
+    fn restore(&self) -> Instance {
+        let text = |value: &Option<Box<str>>| value.as_deref().map(str::to_string);
+        let shared_text = |value: &Option<Atom>| value.as_deref().map(str::to_string);
+        Instance {
+            instance_id: text(&self.instance_id),
+            name: text(&self.name),
+            engine: self.engine.clone(),
+            engine_version: self.engine_version.clone(),
+            capacity: self.capacity,
+            capacity_minor: shared_text(&self.capacity_minor),
+            ip: text(&self.ip),
+            port: self.port,
+            status: self.status.clone(),
+            task: text(&self.task),
+            max_memory: self.max_memory,
+            used_memory: self.used_memory,
+            resource_spec_code: self.resource_spec_code.clone(),
+            spec_code: self.spec_code.clone(),
+            error_code: shared_text(&self.error_code),
+            available_zones: self.available_zones.as_deref().cloned(),
+            description: text(&self.description),
+            maintain_begin: self.maintain_begin.clone(),
+            maintain_end: self.maintain_end.clone(),
+            security_group_id: self.security_group_id.clone(),
+            vpc_id: self.vpc_id.clone(),
+            subnet_id: self.subnet_id.clone(),
+            ..Instance::default()
+        }
+    }
+
+    /// Equal for everything status and the Secret mirror (used memory moves every
+    /// poll and lives in metrics only).
+    fn same_for_status(&self, other: &Kept) -> bool {
+        Kept {
+            used_memory: None,
+            ..self.clone()
+        } == Kept {
+            used_memory: None,
+            ..other.clone()
+        }
+    }
 }
 
 /// What merging one list item changed.
@@ -54,16 +211,6 @@ pub struct ObservationStore {
     keys_by_uid: Mutex<HashMap<String, ObservationKey>>,
 }
 
-/// Equal for everything status and the Secret mirror (used memory moves every poll
-/// and lives in metrics only).
-fn same_for_status(a: &Instance, b: &Instance) -> bool {
-    let strip = |i: &Instance| Instance {
-        used_memory: None,
-        ..i.clone()
-    };
-    strip(a) == strip(b)
-}
-
 impl ObservationStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObservationKey, Entry>> {
         self.entries
@@ -72,7 +219,7 @@ impl ObservationStore {
     }
 
     pub fn get(&self, key: &ObservationKey) -> Option<Observation> {
-        self.lock().get(key).map(|entry| entry.observation.clone())
+        self.lock().get(key).and_then(Entry::observation)
     }
 
     fn wanted(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ObservationKey>> {
@@ -100,44 +247,51 @@ impl ObservationStore {
         at: DateTime<Utc>,
     ) -> Observation {
         let mut entries = self.lock();
-        let previous = entries.remove(&key);
-        let previous_failures = previous
-            .as_ref()
-            .map(|e| e.observation.consecutive_failures)
-            .unwrap_or(0);
-        let (observation, last_good, full) = match result {
+        // The stored key is kept: its strings are shared with the uid bindings.
+        let (key, previous) = match entries.remove_entry(&key) {
+            Some((stored, previous)) => (stored, Some(previous)),
+            None => (key, None),
+        };
+        let (entry, observation) = match result {
             Ok(instance) => {
-                let instance = Arc::new(instance.slim());
-                (
-                    Observation {
-                        at,
-                        result: Ok(instance.clone()),
-                        consecutive_failures: 0,
-                    },
-                    Some(instance),
-                    true,
-                )
-            }
-            Err(error) => (
-                Observation {
+                let kept = Kept::of(instance);
+                let observation = Observation {
                     at,
-                    result: Err(error),
-                    consecutive_failures: previous_failures.saturating_add(1),
-                },
-                previous.as_ref().and_then(|e| e.last_good.clone()),
-                previous.as_ref().is_some_and(|e| e.last_good_is_full),
-            ),
+                    result: Ok(Arc::new(kept.restore())),
+                    consecutive_failures: 0,
+                };
+                let entry = Entry {
+                    at,
+                    failure: None,
+                    consecutive_failures: 0,
+                    last_good: Some(Arc::new(kept)),
+                    last_good_is_full: true,
+                };
+                (entry, observation)
+            }
+            Err(error) => {
+                let failures = previous
+                    .as_ref()
+                    .map_or(0, |e| e.consecutive_failures)
+                    .saturating_add(1);
+                let observation = Observation {
+                    at,
+                    result: Err(error.clone()),
+                    consecutive_failures: failures,
+                };
+                let entry = Entry {
+                    at,
+                    failure: Some(Box::new(error)),
+                    consecutive_failures: failures,
+                    last_good: previous.as_ref().and_then(|e| e.last_good.clone()),
+                    last_good_is_full: previous.as_ref().is_some_and(|e| e.last_good_is_full),
+                };
+                (entry, observation)
+            }
         };
         // A ShowInstance answered the list's question, whatever it said.
         self.wanted().remove(&key);
-        entries.insert(
-            key,
-            Entry {
-                observation: observation.clone(),
-                last_good,
-                last_good_is_full: full,
-            },
-        );
+        entries.insert(key, entry);
         observation
     }
 
@@ -148,15 +302,20 @@ impl ObservationStore {
         let mut entries = self.lock();
         let previous = entries.get(&key);
         let item = item.slim();
-        let merged = match previous.and_then(|e| e.last_good.as_deref()) {
-            Some(last) => item.merged_over(last),
+        let merged = Kept::of(match previous.and_then(|e| e.last_good.as_deref()) {
+            Some(last) => item.merged_over(&last.restore()),
             None => item,
-        };
-        let changed = !previous.is_some_and(|e| match &e.observation.result {
-            Ok(before) => same_for_status(before, &merged),
-            Err(_) => false,
         });
-        let class = merged.status().map(|s| s.class());
+        let changed = !previous.is_some_and(|e| {
+            e.succeeded()
+                && e.last_good
+                    .as_deref()
+                    .is_some_and(|before| before.same_for_status(&merged))
+        });
+        let class = merged
+            .status
+            .as_deref()
+            .map(|status| DcsStatus::parse(status).class());
         let explained = previous.is_some_and(|e| {
             e.last_good_is_full
                 && e.last_good
@@ -166,19 +325,16 @@ impl ObservationStore {
         let needs_show =
             matches!(class, Some(StatusClass::Degraded | StatusClass::Failed)) && !explained;
         let full = explained && previous.is_some_and(|e| e.last_good_is_full);
-        let merged = Arc::new(merged);
         if needs_show {
             self.wanted().insert(key.clone());
         }
         entries.insert(
             key,
             Entry {
-                observation: Observation {
-                    at,
-                    result: Ok(merged.clone()),
-                    consecutive_failures: 0,
-                },
-                last_good: Some(merged),
+                at,
+                failure: None,
+                consecutive_failures: 0,
+                last_good: Some(Arc::new(merged)),
                 last_good_is_full: full,
             },
         );
@@ -215,15 +371,18 @@ impl ObservationStore {
         }
     }
 
-    /// The last successful answer for the DcsInstance with this uid.
-    pub fn latest_for(&self, uid: &str) -> Option<Arc<Instance>> {
+    /// The memory in use of the last successful answer for the DcsInstance with
+    /// this uid (what the per-instance gauge shows).
+    pub fn used_memory_bytes_for(&self, uid: &str) -> Option<u64> {
         let key = self
             .keys_by_uid
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .get(uid)
             .cloned()?;
-        self.get(&key)?.result.ok()
+        let entries = self.lock();
+        let entry = entries.get(&key).filter(|e| e.succeeded())?;
+        crate::dcs::model::mb_to_bytes(entry.last_good.as_deref()?.used_memory?)
     }
 
     /// (entries, uid bindings, ShowInstance requests).
@@ -422,6 +581,25 @@ mod tests {
         store.retain_uids(&["uid-a".to_string()].into_iter().collect());
         assert!(store.get(&key("a")).is_some());
         assert!(store.get(&key("b")).is_none());
-        assert!(store.latest_for("uid-b").is_none());
+        assert!(store.used_memory_bytes_for("uid-b").is_none());
+    }
+
+    #[test]
+    fn an_answer_is_kept_compact_and_restored_as_slim_made_it() {
+        let full: Instance = serde_json::from_value(serde_json::json!({
+            "instance_id": "i-1", "name": "orders", "engine": "Redis", "engine_version": "6.0",
+            "capacity": 2, "capacity_minor": ".5", "ip": "10.0.0.1", "port": 6379,
+            "status": "RUNNING", "task": "EXTEND", "max_memory": 1536, "used_memory": 12,
+            "resource_spec_code": "redis.ha.xu1.large.r2.2", "spec_code": "s",
+            "error_code": "DCS.4001", "available_zones": ["az1", "az2"],
+            "description": "d", "maintain_begin": "02:00:00", "maintain_end": "06:00:00",
+            "security_group_id": "sg", "vpc_id": "vpc", "subnet_id": "subnet",
+            "vpc_name": "dropped", "user_name": "dropped", "order_id": "dropped",
+        }))
+        .unwrap();
+        let kept = Kept::of(full.clone());
+        assert_eq!(kept.restore(), full.clone().slim());
+        assert!(kept.restore().vpc_name.is_none());
+        assert!(std::mem::size_of::<Kept>() * 2 < std::mem::size_of::<Instance>());
     }
 }

@@ -524,7 +524,7 @@ pub fn split_addresses(ip: &str) -> Vec<String> {
         .collect()
 }
 
-fn mb_to_bytes(mb: i64) -> Option<u64> {
+pub fn mb_to_bytes(mb: i64) -> Option<u64> {
     u64::try_from(mb).ok()?.checked_mul(1 << 20)
 }
 
