@@ -23,6 +23,7 @@ use super::store::ObservationKey;
 use crate::crd::DcsInstance;
 use crate::dcs::client::MAX_LIST_PAGE;
 use crate::dcs::{Credentials, Endpoint};
+use crate::intern::Atom;
 
 /// How long a whole listing (every page) may take.
 const LIST_DEADLINE: Duration = Duration::from_secs(120);
@@ -39,11 +40,21 @@ pub struct GroupKey {
     pub credentials_fingerprint: Arc<str>,
 }
 
+/// One DcsInstance in a group, compact (a group holds thousands): its name, its
+/// namespace (shared: many members share one), the instance it reads.
 #[derive(Debug, Clone)]
 struct Member {
-    object: ObjectRef<DcsInstance>,
-    instance_id: String,
+    name: Box<str>,
+    namespace: Atom,
+    instance_id: Box<str>,
     poll_interval: Duration,
+}
+
+impl Member {
+    /// The DcsInstance, to ask for its reconcile.
+    fn object(&self) -> ObjectRef<DcsInstance> {
+        ObjectRef::new(&self.name).within(&self.namespace)
+    }
 }
 
 /// A group as one tick sees it.
@@ -62,7 +73,8 @@ struct Group {
     endpoint: Endpoint,
     credentials: Credentials,
     gate: GateKey,
-    members: HashMap<String, Member>,
+    /// uid -> member.
+    members: HashMap<Box<str>, Member>,
     refresh: Arc<Notify>,
 }
 
@@ -107,8 +119,14 @@ impl BatchPoller {
             credentials_fingerprint: registration.credentials_fingerprint.into(),
         };
         let member = Member {
-            object: registration.object,
-            instance_id: registration.instance_id.to_string(),
+            name: registration.object.name.as_str().into(),
+            namespace: registration
+                .object
+                .namespace
+                .as_deref()
+                .unwrap_or(registration.namespace)
+                .into(),
+            instance_id: registration.instance_id.into(),
             poll_interval: registration.poll_interval,
         };
         let mut groups = self.lock();
@@ -122,7 +140,7 @@ impl BatchPoller {
             Some(group) => {
                 let new_member = group
                     .members
-                    .insert(registration.uid.to_string(), member.clone())
+                    .insert(registration.uid.into(), member.clone())
                     .is_none_or(|old| old.instance_id != member.instance_id);
                 group.credentials = registration.credentials.clone();
                 group.gate = registration.gate.clone();
@@ -140,7 +158,7 @@ impl BatchPoller {
                         endpoint: registration.endpoint.clone(),
                         credentials: registration.credentials.clone(),
                         gate: registration.gate.clone(),
-                        members: HashMap::from([(registration.uid.to_string(), member)]),
+                        members: HashMap::from([(registration.uid.into(), member)]),
                         refresh: refresh.clone(),
                     },
                 );
@@ -161,7 +179,7 @@ impl BatchPoller {
         let Some(group) = groups.get_mut(key) else {
             return false;
         };
-        group.members.retain(|_, member| alive(&member.object));
+        group.members.retain(|_, member| alive(&member.object()));
         if group.members.is_empty() {
             groups.remove(key);
             return false;
@@ -173,7 +191,7 @@ impl BatchPoller {
     /// empty (their pollers notice at their next wake-up, which this brings forward).
     pub fn prune_all(&self, alive: impl Fn(&ObjectRef<DcsInstance>) -> bool) {
         self.lock().retain(|_, group| {
-            group.members.retain(|_, member| alive(&member.object));
+            group.members.retain(|_, member| alive(&member.object()));
             if group.members.is_empty() {
                 group.refresh.notify_one();
             }
@@ -266,7 +284,7 @@ async fn poll_once(
     let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
     for member in &members {
         by_instance
-            .entry(member.instance_id.as_str())
+            .entry(&*member.instance_id)
             .or_default()
             .push(member);
     }
@@ -305,7 +323,7 @@ async fn poll_once(
                     .observations
                     .record_list_failure(key, error.clone(), at)
                 {
-                    shared.request_reconcile(member.object.clone());
+                    shared.request_reconcile(member.object());
                 }
             }
             interval
@@ -342,7 +360,7 @@ fn merge_listed<'a>(
     );
     if outcome.changed || outcome.needs_show {
         for member in interested {
-            shared.request_reconcile(member.object.clone());
+            shared.request_reconcile(member.object());
         }
     }
 }
@@ -389,7 +407,7 @@ fn learn_unlisted<'a>(
         };
         if tell {
             for member in interested {
-                shared.request_reconcile(member.object.clone());
+                shared.request_reconcile(member.object());
             }
         }
     }

@@ -64,12 +64,13 @@ async fn run_scope(
     let client = shared.client.clone();
     let (owned_cache, owned) = watch_owned_secrets(scoped(&client, &scope));
     let (versions, referenced) = watch_secret_metadata(scoped(&client, &scope));
-    let (store, instances) = watch_instances(scoped(&client, &scope), shared.selector.as_deref());
+    let (store, instances, instances_listed) =
+        watch_instances(scoped(&client, &scope), shared.selector.as_deref());
     shared.instances.add_store(store.clone());
     report_readiness(
         &shared,
         [
-            ready_when_listed(store.clone()),
+            instances_listed,
             cache_listed(owned_cache.clone()),
             cache_listed(versions.clone()),
         ],
@@ -143,7 +144,7 @@ fn watch_owned_secrets(api: Api<Secret>) -> (Arc<OwnedSecrets>, Applied<Secret>)
         })
         .applied_objects()
         .boxed();
-    (cache, stream)
+    (cache, without_errors(stream))
 }
 
 /// Metadata only: notices changes of credentials and password Secrets without
@@ -168,14 +169,14 @@ fn watch_secret_metadata(
         })
         .touched_objects()
         .boxed();
-    (cache, stream)
+    (cache, without_errors(stream))
 }
 
 /// The DcsInstances (label-selected with `--selector`).
 fn watch_instances(
     api: Api<DcsInstance>,
     selector: Option<&str>,
-) -> (Store<DcsInstance>, Applied<DcsInstance>) {
+) -> (Store<DcsInstance>, Applied<DcsInstance>, Ready) {
     let mut config = watcher::Config::default();
     if let Some(selector) = selector {
         config = config.labels(selector);
@@ -183,6 +184,9 @@ fn watch_instances(
     let (reader, writer) = reflector::store();
     let mut relist = RelistInPlace::default();
     let held = reader.clone();
+    // Told from the stream, once the store has applied the first list's end: the
+    // store's own wait_until_ready wakes only one waiter, and the Controller is one.
+    let (listed_tx, mut listed_rx) = tokio::sync::watch::channel(false);
     let stream = watcher(api, config)
         .default_backoff()
         .modify(slim_instance)
@@ -198,9 +202,30 @@ fn watch_instances(
             futures::stream::iter(events)
         })
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed_tx.send_replace(true);
+            }
+        })
         .applied_objects()
         .boxed();
-    (reader, stream)
+    let listed = Box::pin(async move { listed_rx.wait_for(|listed| *listed).await.is_ok() });
+    (reader, without_errors(stream), listed)
+}
+
+/// A watch's errors stop here: each watch backs off by itself
+/// (`default_backoff`), and the Controller would otherwise pause every trigger,
+/// wake-ups included, with one backoff shared by all watches that resets only
+/// after two quiet minutes (a relist took 8 s that way).
+fn without_errors<K: Send + 'static>(stream: Applied<K>) -> Applied<K> {
+    stream
+        .filter(|item| {
+            if let Err(error) = item {
+                debug!("watch: {error}");
+            }
+            futures::future::ready(item.is_ok())
+        })
+        .boxed()
 }
 
 /// Applies every relist after the first in place. A reflector store buffers a whole
@@ -253,14 +278,6 @@ impl RelistInPlace {
 }
 
 type Ready = Pin<Box<dyn Future<Output = bool> + Send>>;
-
-fn ready_when_listed<K>(store: Store<K>) -> Ready
-where
-    K: kube::Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
-{
-    Box::pin(async move { store.wait_until_ready().await.is_ok() })
-}
 
 fn cache_listed<V: Send + Sync + 'static>(cache: Arc<WatchCache<V>>) -> Ready {
     Box::pin(async move {
