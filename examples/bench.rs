@@ -5,11 +5,28 @@
 //!
 //! `cargo build --release && cargo run --release --example bench -- --scenarios 100,1000,10000`
 //!
+//! What production sees, on the stand-in: 10 000 unrelated Secrets beside the
+//! DcsInstances (`--unrelated-secrets`, seen by the operator's metadata-only Secret
+//! watch), /metrics scraped every 5 s from the operator's start to the end of the
+//! row (`--scrape-every-secs`), and once everything is Ready one forced relist of
+//! every watch (as after an etcd compaction: the streams end, resuming answers 410
+//! Gone, the watchers list everything again page by page, when a cache that buffers
+//! the new list beside the old one holds two copies) before the steady-state
+//! window. The peak RSS is read at the end, so it includes the relist. With
+//! `--cluster` these three are skipped.
+//!
 //! `--hostile`: each scenario with batch polling, once as is and once with a hostile
 //! tenant beside it (every hostile endpoint mode and tarpits), then what a 16 MiB
 //! hostile body costs above idle.
+//!
+//! `--churn K`: instead of the table, for each N one operator through K rounds of
+//! creating all N DcsInstances, waiting for all Ready, deleting them (and their
+//! connection Secrets, as the garbage collector would) and waiting until the
+//! operator has forgotten them; RSS per round shows whether memory comes back.
 
 // A crate root resolves `mod x;` beside itself, hence the paths.
+#[path = "bench/churn.rs"]
+mod churn;
 #[path = "bench/cluster.rs"]
 mod cluster;
 #[path = "bench/harness.rs"]
@@ -51,7 +68,8 @@ struct Args {
     /// Latency the simulator adds to every DCS call, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
-    /// Give up waiting for all Ready after this many seconds (the row says so).
+    /// Give up waiting for all Ready, and for the forced relist, after this many
+    /// seconds (the row says so).
     #[arg(long, default_value_t = 600)]
     ready_timeout: u64,
     /// The operator binary (default: dcs-operator next to this example's target dir).
@@ -79,6 +97,22 @@ struct Args {
     /// Only the 16 MiB measurement (no scenario table).
     #[arg(long)]
     body_cost_only: bool,
+    /// Opaque Secrets no DcsInstance references, spread over the namespaces and
+    /// stored before the operator starts (the same number whatever N; stand-in only).
+    #[arg(long, default_value_t = 10_000)]
+    unrelated_secrets: usize,
+    /// Scrape the operator's /metrics this often, from its start to the end of the
+    /// row, as Prometheus would (0: never).
+    #[arg(long, default_value_t = 5)]
+    scrape_every_secs: u64,
+    /// Instead of the table: for each N, K rounds of creating and deleting all N
+    /// DcsInstances against one operator (batch polling, stand-in only; 0: off).
+    #[arg(long, default_value_t = 0)]
+    churn: u32,
+    /// How long to wait, after a churn round's deletes, for the operator to forget
+    /// the instances (its pruning pass runs every 60 s).
+    #[arg(long, default_value_t = 180)]
+    forget_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +167,109 @@ struct Row {
     peak_rss_mib: f64,
     cpu_ms_per_1000: f64,
     reconciles: f64,
+    /// Unrelated Secrets stored beside the tenant (0 on a cluster).
+    unrelated_secrets: usize,
+    /// The forced relist (None on a cluster).
+    relist: Option<Relist>,
+    scrape: harness::ScrapeSummary,
+}
+
+/// What the forced relist did.
+#[derive(Debug, Clone)]
+struct Relist {
+    /// Seconds from expiring the watches until every watch had listed again to its
+    /// last page; None if that did not happen within the bound.
+    seconds: Option<f64>,
+    /// Seconds until the DcsInstances' list and until the second Secret list
+    /// were complete.
+    instances_seconds: Option<f64>,
+    secrets_seconds: Option<f64>,
+    /// List requests (pages) meanwhile, DcsInstances and Secrets.
+    instance_pages: u64,
+    secret_pages: u64,
+    /// Complete lists meanwhile (1 of DcsInstances and 2 of Secrets expected: the
+    /// owned-Secret watch and the metadata-only one).
+    instance_lists: u64,
+    secret_lists: u64,
+}
+
+impl std::fmt::Display for Relist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |seconds: Option<f64>| match seconds {
+            Some(s) => format!("{s:.1} s"),
+            None => "never".into(),
+        };
+        match self.seconds {
+            Some(s) => write!(f, "re-listed in {s:.1} s")?,
+            None => write!(f, "NOT re-listed within the bound")?,
+        }
+        write!(
+            f,
+            " ({} complete lists of DcsInstances in {} pages, done at {}; {} of Secrets in {} pages, done at {})",
+            self.instance_lists,
+            self.instance_pages,
+            at(self.instances_seconds),
+            self.secret_lists,
+            self.secret_pages,
+            at(self.secrets_seconds)
+        )
+    }
+}
+
+/// Ends every watch of the stand-in with 410 Gone for any resume, and waits (up to
+/// `bound`) until the operator has listed DcsInstances once and Secrets twice again
+/// to the last page.
+async fn force_relist(
+    state: &standin::StandIn,
+    operator: &mut OperatorProcess,
+    bound: Duration,
+) -> anyhow::Result<Relist> {
+    let pages = |counts: &standin::Counts, resource: &str| {
+        counts
+            .requests
+            .get(&("list".to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = state.counts();
+    let instances_before = state.lists_completed(standin::DCS_INSTANCES);
+    let secrets_before = state.lists_completed(standin::SECRETS);
+    let started = Instant::now();
+    state.expire_watches();
+    let (mut instances_seconds, mut secrets_seconds) = (None, None);
+    while started.elapsed() < bound {
+        if let Some(status) = operator.exited() {
+            anyhow::bail!("the operator exited ({status}):\n{}", operator.log_tail(20));
+        }
+        let now = Some(started.elapsed().as_secs_f64());
+        if instances_seconds.is_none()
+            && state.lists_completed(standin::DCS_INSTANCES) > instances_before
+        {
+            instances_seconds = now;
+        }
+        if secrets_seconds.is_none()
+            && state.lists_completed(standin::SECRETS) >= secrets_before + 2
+        {
+            secrets_seconds = now;
+        }
+        if instances_seconds.is_some() && secrets_seconds.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds = instances_seconds
+        .zip(secrets_seconds)
+        .map(|(a, b)| a.max(b));
+    let after = state.counts();
+    Ok(Relist {
+        seconds,
+        instances_seconds,
+        secrets_seconds,
+        instance_pages: pages(&after, "dcsinstances") - pages(&before, "dcsinstances"),
+        secret_pages: pages(&after, "secrets") - pages(&before, "secrets"),
+        instance_lists: state.lists_completed(standin::DCS_INSTANCES) - instances_before,
+        secret_lists: state.lists_completed(standin::SECRETS) - secrets_before,
+    })
 }
 
 /// Where the Kubernetes side lives: the stand-in or a real cluster.
@@ -223,6 +360,12 @@ async fn run_one(
     } else {
         let server = standin::Server::start().await?;
         harness::seed_healthy_tenant(&server.state, "bench", n, args.namespaces, &endpoint);
+        harness::seed_unrelated_secrets(
+            &server.state,
+            "bench",
+            args.unrelated_secrets,
+            args.namespaces,
+        );
         if mode == Mode::Hostile {
             hostile_tenant =
                 Some(hostile_tenant::HostileTenant::full(&server.state, args.tarpits).await?);
@@ -239,6 +382,10 @@ async fn run_one(
         &extra,
         &dir.join("operator.log"),
     )?;
+    let scraper = harness::Scraper::start(
+        operator.metrics_addr,
+        Duration::from_secs(args.scrape_every_secs),
+    );
     let deadline = started + Duration::from_secs(args.ready_timeout);
     let mut ready_count = 0;
     let mut ready_seconds = None;
@@ -263,10 +410,31 @@ async fn run_one(
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     eprintln!(
-        "   {ready_count}/{n} Ready after {:.1}s; steady state over {} ticks",
+        "   {ready_count}/{n} Ready after {:.1}s; the operator's /readyz: {}",
         started.elapsed().as_secs_f64(),
-        args.ticks
+        if operator.ready().await {
+            "ready"
+        } else {
+            "NOT ready"
+        }
     );
+    let relist = match &backend {
+        Backend::StandIn(server) => {
+            let relist = force_relist(
+                &server.state,
+                &mut operator,
+                Duration::from_secs(args.ready_timeout),
+            )
+            .await?;
+            eprintln!(
+                "   forced relist: {relist}; {}/{n} Ready after it",
+                backend.ready_count().await?
+            );
+            Some(relist)
+        }
+        Backend::Cluster(_) => None,
+    };
+    eprintln!("   steady state over {} ticks", args.ticks);
 
     // One more tick first, so the first polls' stragglers are not counted as steady.
     tokio::time::sleep(POLL_INTERVAL + Duration::from_secs(2)).await;
@@ -278,7 +446,9 @@ async fn run_one(
     let k8s_after = k8s_sample(&backend, &operator).await;
     let reconciles = operator.metric_sum("dcs_operator_reconciles_total").await;
     let stats = operator.proc_stats();
+    let scrape = scraper.stop();
     operator.stop();
+    eprintln!("   /metrics: {scrape}");
     if let Some(tenant) = &hostile_tenant {
         eprintln!("   hostile requests: {}", tenant.request_summary());
     }
@@ -319,6 +489,13 @@ async fn run_one(
             f64::NAN
         },
         reconciles,
+        unrelated_secrets: if args.cluster {
+            0
+        } else {
+            args.unrelated_secrets
+        },
+        relist,
+        scrape,
     })
 }
 
@@ -372,6 +549,23 @@ fn print_table(rows: &[Row], args: &Args) {
             );
         }
     }
+    if let Some(line) = rss_per_instance(rows) {
+        println!("{line}");
+    }
+    println!();
+    for row in rows {
+        let relist = match &row.relist {
+            Some(relist) => format!("forced relist {relist}"),
+            None => "no forced relist (cluster)".into(),
+        };
+        println!(
+            "- N = {} {}: {} unrelated Secrets; {relist}; /metrics: {}",
+            row.n,
+            row.mode.label(),
+            harness::grouped(row.unrelated_secrets as u64),
+            row.scrape
+        );
+    }
     println!();
     println!("Steady-state Kubernetes traffic per tick:");
     println!();
@@ -384,6 +578,24 @@ fn print_table(rows: &[Row], args: &Args) {
             row.request_breakdown
         );
     }
+}
+
+/// Peak RSS per additional DcsInstance between two batch rows: the smallest N of
+/// at least 1 000 and the largest N (None unless both exist and differ).
+fn rss_per_instance(rows: &[Row]) -> Option<String> {
+    let batch: Vec<&Row> = rows.iter().filter(|r| r.mode == Mode::Batch).collect();
+    let low = batch.iter().filter(|r| r.n >= 1000).min_by_key(|r| r.n)?;
+    let high = batch.iter().max_by_key(|r| r.n)?;
+    if high.n <= low.n {
+        return None;
+    }
+    let kib = (high.peak_rss_mib - low.peak_rss_mib) * 1024.0 / (high.n - low.n) as f64;
+    Some(format!(
+        "- peak RSS per additional DcsInstance between N = {} and {}: {kib:.2} KiB (target < 4 KiB): {}",
+        harness::grouped(low.n as u64),
+        harness::grouped(high.n as u64),
+        if kib < 4.0 { "met" } else { "missed" }
+    ))
 }
 
 #[tokio::main]
@@ -408,6 +620,38 @@ async fn main() -> anyhow::Result<()> {
     );
     if args.body_cost_only {
         println!("{}", body_cost(&args, &binary).await?);
+        return Ok(());
+    }
+    if args.cluster {
+        eprintln!(
+            "with --cluster: no unrelated Secrets, no forced relist{}",
+            if args.churn > 0 {
+                ", and --churn skipped (stand-in only)"
+            } else {
+                ""
+            }
+        );
+    } else if args.churn > 0 {
+        if args.hostile {
+            eprintln!("--churn runs batch polling without the hostile tenant: --hostile ignored");
+        }
+        for &n in &args.scenarios {
+            let mut extra = Mode::Batch.flags();
+            extra.extend(["--default-poll-interval".into(), "10s".into()]);
+            extra.extend(args.operator_args.iter().cloned());
+            let config = churn::Config {
+                n,
+                namespaces: args.namespaces,
+                latency_ms: args.latency_ms,
+                unrelated_secrets: args.unrelated_secrets,
+                scrape_every: Duration::from_secs(args.scrape_every_secs),
+                rounds: args.churn,
+                ready_timeout: Duration::from_secs(args.ready_timeout),
+                forget_timeout: Duration::from_secs(args.forget_timeout),
+                operator_flags: extra,
+            };
+            println!("{}", churn::run(&binary, &config).await?);
+        }
         return Ok(());
     }
     let mut rows = Vec::new();

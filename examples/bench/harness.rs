@@ -143,7 +143,6 @@ pub fn dcs_instance_named(
     })
 }
 
-/// A loopback port nobody listens on right now (for --metrics-addr).
 /// Fills the stand-in with a healthy tenant: `namespaces` namespaces named
 /// `<prefix>-<i>`, each with a credentials Secret, and `n` DcsInstances spread over
 /// them, all reading from `endpoint`.
@@ -166,6 +165,80 @@ pub fn seed_healthy_tenant(
     }
 }
 
+/// `count` Opaque Secrets spread evenly over the tenant's `namespaces` namespaces,
+/// none referenced by any DcsInstance: the application Secrets a real cluster
+/// holds beside the operator's own, which its metadata-only Secret watch sees
+/// all the same. Each has two labels, an annotation and about 150 bytes of data,
+/// so their metadata is what a real Secret's would be, not an empty shell.
+pub fn seed_unrelated_secrets(
+    state: &super::standin::StandIn,
+    prefix: &str,
+    count: usize,
+    namespaces: usize,
+) {
+    for i in 0..count {
+        let ns = namespace_of(prefix, i, namespaces);
+        state.insert(super::standin::SECRETS, unrelated_secret(&ns, i));
+    }
+}
+
+/// Unrelated Secret `i` (see [`seed_unrelated_secrets`]).
+pub fn unrelated_secret(namespace: &str, i: usize) -> Value {
+    let app = format!("app-{}", i % 97);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": format!("{app}-config-{i}"),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": app,
+                "app.kubernetes.io/component": "config",
+            },
+            "annotations": {
+                "checksum/config": format!(
+                    "sha256:{:032x}{:032x}",
+                    (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                    (i as u128 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d_1b87_3593_cc9e_2d51),
+                ),
+            },
+        },
+        "type": "Opaque",
+        "data": {
+            "DATABASE_URL": base64(&format!("postgres://app{i}:s3cr3t-{i:08}@db-{}.example.internal:5432/app{i}", i % 7)),
+            "API_TOKEN": base64(&format!("tok_{:048x}", (i as u128).wrapping_mul(0x2545_f491_4f6c_dd1d))),
+            "LOG_LEVEL": base64("info"),
+        },
+    })
+}
+
+/// The connection Secrets the operator created (`managed-by=dcs-operator`).
+pub fn is_connection_secret(secret: &Value) -> bool {
+    secret.pointer("/metadata/labels/app.kubernetes.io~1managed-by") == Some(&json!("dcs-operator"))
+}
+
+/// Whether an object carries any finalizer.
+pub fn has_finalizers(object: &Value) -> bool {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// `10000` as `10 000`, as the tables write numbers.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A loopback port nobody listens on right now (for --metrics-addr).
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -243,6 +316,15 @@ impl OperatorProcess {
         }
     }
 
+    /// Whether `/readyz` answers 200 (every watch has listed; the operator's
+    /// pruning pass runs only then).
+    pub async fn ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.metrics_addr);
+        reqwest::get(url)
+            .await
+            .is_ok_and(|response| response.status().is_success())
+    }
+
     /// The sum of every sample of a metric family (all label sets).
     pub async fn metric_sum(&self, name: &str) -> f64 {
         metric_sum(&self.metrics().await, name)
@@ -310,6 +392,142 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
             rest.rsplit(' ').next()?.parse::<f64>().ok()
         })
         .sum()
+}
+
+/// The value of one sample in Prometheus text: `name` with exactly these labels
+/// (`name{labels}`, or `name` alone when `labels` is empty). None when the metric
+/// has no such sample (yet): a gauge never set is not a zero.
+pub fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// How many samples of `name` (any labels) the text holds: for the per-instance
+/// gauges, how many DcsInstances the operator still serves.
+pub fn metric_samples(text: &str, name: &str) -> usize {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .count()
+}
+
+/// Scrapes the operator's /metrics in the background, as Prometheus would: every
+/// scrape makes the operator build its per-instance series, which costs memory the
+/// benchmark must see. Stops when dropped.
+pub struct Scraper {
+    stats: Arc<ScrapeStats>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct ScrapeStats {
+    scrapes: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// What a [`Scraper`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrapeSummary {
+    /// Answered scrapes.
+    pub scrapes: u64,
+    /// Scrapes without an answer (the server was not up yet, or a timeout).
+    pub failed: u64,
+    /// Size of the last answered scrape.
+    pub last_bytes: u64,
+}
+
+impl std::fmt::Display for ScrapeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} scrapes ({} unanswered), last {:.1} KiB",
+            self.scrapes,
+            self.failed,
+            self.last_bytes as f64 / 1024.0
+        )
+    }
+}
+
+impl Scraper {
+    /// Scrapes `http://{addr}/metrics` every `every`, the first time at once;
+    /// `every` zero: never.
+    pub fn start(addr: SocketAddr, every: Duration) -> Self {
+        let stats = Arc::new(ScrapeStats::default());
+        if every.is_zero() {
+            return Self { stats, task: None };
+        }
+        let task = tokio::spawn({
+            let stats = stats.clone();
+            async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default();
+                let url = format!("http://{addr}/metrics");
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let body = match client.get(&url).send().await {
+                        Ok(response) if response.status().is_success() => {
+                            response.bytes().await.ok()
+                        }
+                        _ => None,
+                    };
+                    match body {
+                        Some(body) => {
+                            stats.scrapes.fetch_add(1, Relaxed);
+                            stats.last_bytes.store(body.len() as u64, Relaxed);
+                        }
+                        None => {
+                            stats.failed.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            stats,
+            task: Some(task),
+        }
+    }
+
+    pub fn summary(&self) -> ScrapeSummary {
+        use std::sync::atomic::Ordering::Relaxed;
+        ScrapeSummary {
+            scrapes: self.stats.scrapes.load(Relaxed),
+            failed: self.stats.failed.load(Relaxed),
+            last_bytes: self.stats.last_bytes.load(Relaxed),
+        }
+    }
+
+    /// Stops scraping; returns what it did.
+    pub fn stop(mut self) -> ScrapeSummary {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.summary()
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Clock ticks per second for /proc/PID/stat: 100 on every Linux we know, asked of

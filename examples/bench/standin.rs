@@ -1,7 +1,9 @@
 //! A small in-memory stand-in for the Kubernetes API: just what dcs-operator uses
-//! (discovery, list/watch/get/create/patch of DcsInstances, Secrets, Events and
-//! Leases, metadata-only lists and watches, status apply), counting every request,
-//! so the benchmark and its smoke test need no cluster.
+//! (discovery, list/watch/get/create/patch/delete of DcsInstances, Secrets, Events
+//! and Leases, metadata-only lists and watches, status apply), counting every
+//! request, so the benchmark and its smoke test need no cluster. In-process callers
+//! can also delete objects and force every watch to relist ([`StandIn::expire_watches`]),
+//! as after an etcd compaction.
 //!
 //! Shared by `examples/bench.rs` and `tests/integration/bench_smoke.rs` through
 //! `#[path]`, so not every item is used by both.
@@ -146,6 +148,9 @@ struct Inner {
     history: VecDeque<Change>,
     watchers: Vec<Watcher>,
     counts: Counts,
+    /// Lists served to their last page, by resource: a relist has finished only
+    /// then, whatever number of pages it took.
+    lists_completed: BTreeMap<&'static str, u64>,
 }
 
 /// The stored world; handed to the HTTP handler and to in-process callers.
@@ -173,6 +178,51 @@ impl StandIn {
         let mut inner = self.lock();
         prepare_new(&mut object);
         inner.commit(kind, namespace, name, object, "ADDED");
+    }
+
+    /// Deletes one object as the HTTP DELETE does (a DELETED watch event, not
+    /// counted as a request); None when there was no such object. Finalizers are
+    /// not modelled: the object goes at once whatever it carries.
+    pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.lock().delete(kind, namespace, name)
+    }
+
+    /// Deletes every object of `kind` that `which` selects; returns them.
+    pub fn delete_where(&self, kind: Kind, which: impl Fn(&Value) -> bool) -> Vec<Arc<Value>> {
+        let mut inner = self.lock();
+        let keys: Vec<Key> = inner
+            .objects
+            .iter()
+            .filter(|((k, _, _), object)| *k == kind && which(object))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|(kind, namespace, name)| inner.delete(kind, &namespace, &name))
+            .collect()
+    }
+
+    /// Forces every client to relist, as after an etcd compaction: ends every open
+    /// watch stream, forgets the watch history and moves the resourceVersion on, so
+    /// a watch resumed from any version seen so far is answered 410 Gone.
+    pub fn expire_watches(&self) {
+        let mut inner = self.lock();
+        // Dropping the senders ends the streams (their tasks see the channel close).
+        inner.watchers.clear();
+        inner.history.clear();
+        // With no history, `since + 1 < oldest` holds for every `since` below the
+        // new version: even a client that saw the last change before this (or a
+        // bookmark with its version) cannot resume.
+        inner.rv += 1;
+    }
+
+    /// Lists of `kind` served to their last page (every variant: selectors,
+    /// metadata-only), since the start.
+    pub fn lists_completed(&self, kind: Kind) -> u64 {
+        self.lock()
+            .lists_completed
+            .get(kind.plural)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every stored object of a kind.
@@ -235,6 +285,16 @@ impl Inner {
 
     fn write(&mut self, kind: &str) {
         *self.counts.writes.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Removes an object with a DELETED event carrying the next resourceVersion,
+    /// as a real server does.
+    fn delete(&mut self, kind: Kind, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let key = (kind, namespace.to_string(), name.to_string());
+        let object = (**self.objects.get(&key)?).clone();
+        let deleted = self.commit(kind, key.1.clone(), key.2.clone(), object, "DELETED");
+        self.objects.remove(&key);
+        Some(deleted)
     }
 
     /// Stores `object` with the next resourceVersion and tells matching watchers.
@@ -599,19 +659,9 @@ async fn handle(
         (Method::DELETE, Some(name)) => {
             let mut inner = state.lock();
             inner.count("delete", resource);
-            let key = (
-                target.kind,
-                target.namespace.clone().unwrap_or_default(),
-                name.clone(),
-            );
-            match inner.objects.remove(&key) {
-                Some(object) => {
-                    let object = (*object).clone();
-                    let ns = key.1.clone();
-                    inner.commit(target.kind, ns, name.clone(), object.clone(), "DELETED");
-                    inner.objects.remove(&key);
-                    ok(object)
-                }
+            let namespace = target.namespace.clone().unwrap_or_default();
+            match inner.delete(target.kind, &namespace, name) {
+                Some(object) => ok((*object).clone()),
                 None => not_found(&target, name),
             }
         }
@@ -650,7 +700,7 @@ fn list(
             parts.next()?.to_string(),
         ))
     });
-    let inner = state.lock();
+    let mut inner = state.lock();
     let start = match &after {
         Some((_, ns, name)) => Bound::Excluded((target.kind, ns.clone(), name.clone())),
         None => Bound::Included((target.kind, String::new(), String::new())),
@@ -675,6 +725,9 @@ fn list(
         Some((rv, _, _)) => rv.clone(),
         None => inner.rv.to_string(),
     };
+    if !more {
+        *inner.lists_completed.entry(target.kind.plural).or_default() += 1;
+    }
     drop(inner);
     let mut metadata = json!({"resourceVersion": rv});
     if more && let Some((ns, name)) = last {
