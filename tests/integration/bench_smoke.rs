@@ -1,7 +1,7 @@
 //! Smoke test of the scale benchmark's small scenario: the operator binary, as a
 //! child process, against the benchmark's Kubernetes API stand-in and the DCS
-//! simulator. Asserts counts only (all Ready, no Kubernetes writes in steady
-//! state; after a restart, one Secret LIST per watch, no GET of a connection
+//! simulator. Asserts counts only (all Ready, /readyz ready, no Kubernetes writes
+//! in steady state; after a restart, one Secret LIST per watch, no GET of a connection
 //! Secret and no write), never wall time: the timeouts are outer bounds for a
 //! loaded machine.
 
@@ -50,6 +50,17 @@ async fn small_scenario_reaches_ready_writes_nothing_then_restarts_from_one_list
             Instant::now() < deadline,
             "{}/{N} Ready; operator log:\n{}",
             server.state.ready_count(),
+            operator.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every watch has listed: /readyz says so (and the pruning pass, gated on it,
+    // runs). Its own bound: the watches listed long before all were Ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !operator.ready().await {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never turned ready:\n{}",
             operator.log_tail(30)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
