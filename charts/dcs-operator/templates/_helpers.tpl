@@ -87,8 +87,8 @@ namespaces) or one Role per namespace (watchNamespaces). One comment per rule: w
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Events about DcsInstances: kube's recorder creates an Event, then patches it
-# (count, lastTimestamp) when the same event repeats.
+# Events about DcsInstances: the operator creates an Event, then patches its series
+# count when the same Event repeats within minutes.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
