@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::debug;
 
-use super::secret_cache::{OwnedSecrets, SecretVersions, WatchCache};
+use super::secret_cache::{OwnedSecret, OwnedSecrets, SecretVersion, SecretVersions, WatchCache};
 use super::{Context, Shared, error_policy, reconcile, secrets};
 use crate::connection_secret::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::DcsInstance;
@@ -133,19 +133,28 @@ fn watch_owned_secrets(api: Api<Secret>) -> (Arc<OwnedSecrets>, Applied<Secret>)
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
-        .map({
-            let cache = cache.clone();
-            move |event| {
-                if let Ok(event) = &event {
-                    cache.apply_event(event);
-                }
-                event
-            }
-        })
+        .map(feeding(&cache, OwnedSecret::of))
         .applied_objects()
         .boxed();
     (cache, without_errors(stream))
 }
+
+/// Applies each watch event to `cache` (keeping what `slim` gives of an object) as
+/// it passes on.
+fn feeding<K: Resource, V>(
+    cache: &Arc<WatchCache<V>>,
+    slim: fn(&K) -> Option<V>,
+) -> impl FnMut(WatchEvent<K>) -> WatchEvent<K> + use<K, V> {
+    let cache = cache.clone();
+    move |event| {
+        if let Ok(event) = &event {
+            cache.apply(event, slim);
+        }
+        event
+    }
+}
+
+type WatchEvent<K> = Result<watcher::Event<K>, watcher::Error>;
 
 /// Metadata only: notices changes of credentials and password Secrets without
 /// holding every Secret in memory (a resourceVersion each). Our own connection
@@ -158,15 +167,7 @@ fn watch_secret_metadata(
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
-        .map({
-            let cache = cache.clone();
-            move |event| {
-                if let Ok(event) = &event {
-                    cache.apply_event(event);
-                }
-                event
-            }
-        })
+        .map(feeding(&cache, SecretVersion::of))
         .touched_objects()
         .boxed();
     (cache, without_errors(stream))
