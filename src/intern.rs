@@ -86,12 +86,6 @@ impl Deref for Atom {
     }
 }
 
-impl AsRef<str> for Atom {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl std::borrow::Borrow<str> for Atom {
     fn borrow(&self) -> &str {
         &self.0
@@ -134,12 +128,6 @@ impl From<&String> for Atom {
     }
 }
 
-impl From<Atom> for String {
-    fn from(atom: Atom) -> Self {
-        atom.0.to_string()
-    }
-}
-
 impl PartialEq<str> for Atom {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other
@@ -149,24 +137,6 @@ impl PartialEq<str> for Atom {
 impl PartialEq<&str> for Atom {
     fn eq(&self, other: &&str) -> bool {
         &*self.0 == *other
-    }
-}
-
-impl PartialEq<String> for Atom {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
-    }
-}
-
-impl PartialEq<Atom> for str {
-    fn eq(&self, other: &Atom) -> bool {
-        self == &*other.0
-    }
-}
-
-impl PartialEq<Atom> for &str {
-    fn eq(&self, other: &Atom) -> bool {
-        *self == &*other.0
     }
 }
 

@@ -250,15 +250,11 @@ impl CredentialsResolver {
             return Ok(parsed);
         }
         // Many DcsInstances name the same Secret: one of them reads it, the others
-        // wait and take what it read. (Without a version from the metadata watch
-        // nothing read can be reused, so nothing is gained by waiting.)
-        let read_lock = known_version
-            .is_some()
-            .then(|| self.reads.for_secret(namespace, &reference.name));
-        let _reading = match &read_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
+        // wait and take what it read.
+        let _reading = self
+            .reads
+            .hold(known_version.is_some(), namespace, &reference.name)
+            .await;
         let cached = self.lock().get(&cache_key).cloned();
         if let Some(parsed) = fresh(&cached) {
             return Ok(parsed);
@@ -379,6 +375,21 @@ struct ReadLocks {
 type ReadLock = tokio::sync::Mutex<()>;
 
 impl ReadLocks {
+    /// Holds this Secret's read lock until the guard is dropped; nothing when
+    /// `wanted` is false (without a version from the metadata watch nothing read
+    /// can be reused, so nothing is gained by waiting).
+    async fn hold(
+        &self,
+        wanted: bool,
+        namespace: &str,
+        name: &str,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if !wanted {
+            return None;
+        }
+        Some(self.for_secret(namespace, name).lock_owned().await)
+    }
+
     fn for_secret(&self, namespace: &str, name: &str) -> Arc<ReadLock> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         // Only reads in flight hold a lock: the map stays as small as they are.
@@ -449,13 +460,10 @@ impl PasswordReader {
         if let Some(value) = fresh() {
             return Ok(value);
         }
-        let read_lock = known_version
-            .is_some()
-            .then(|| self.reads.for_secret(namespace, name));
-        let _reading = match &read_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
+        let _reading = self
+            .reads
+            .hold(known_version.is_some(), namespace, name)
+            .await;
         if let Some(value) = fresh() {
             return Ok(value);
         }
