@@ -182,8 +182,8 @@ pub struct Metrics {
     /// Entries of each map keyed by tenant data, set by the pruning pass.
     pub cache_entries: Family<CacheLabels, Gauge>,
     registry: Registry,
-    /// The size of the last `/metrics` text, to size the next one.
-    last_scrape_bytes: std::sync::atomic::AtomicUsize,
+    /// What the per-instance series read, when they are on.
+    instance_series: Option<Arc<InstanceView>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -211,7 +211,7 @@ impl Metrics {
     /// Registers everything; the per-instance collector (reading `instances`) only
     /// when `options.instance_series` is on.
     pub fn with_options(instances: Arc<InstanceView>, options: MetricsOptions) -> Self {
-        let mut registry = Registry::with_prefix("dcs_operator");
+        let mut registry = Registry::with_prefix(PREFIX);
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -270,9 +270,6 @@ impl Metrics {
             cache_entries.clone(),
         );
         let dcs_writes = register_dcs_writes(&mut registry);
-        if options.instance_series {
-            registry.register_collector(Box::new(InstanceCollector(instances)));
-        }
         Self {
             dcs_writes,
             panics,
@@ -285,7 +282,7 @@ impl Metrics {
             dcs_throttled,
             kube_writes,
             registry,
-            last_scrape_bytes: std::sync::atomic::AtomicUsize::new(0),
+            instance_series: options.instance_series.then_some(instances),
         }
     }
 
@@ -376,24 +373,167 @@ impl Metrics {
         self.kube_writes.get_or_create(&WriteLabels { kind }).inc();
     }
 
-    /// The OpenMetrics text of every metric.
+    /// The OpenMetrics text of every metric, in pieces: the registry's metrics
+    /// first (encoded now), then the per-instance series (encoded as the pieces are
+    /// taken), then the end marker. A response streams them, so a scrape never
+    /// holds the whole text.
+    pub fn scrape(
+        &self,
+    ) -> Result<
+        impl Iterator<Item = Result<String, std::fmt::Error>> + Send + 'static,
+        std::fmt::Error,
+    > {
+        let mut head = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut head, &self.registry)?;
+        let series = self.instance_series.clone().map(|view| InstanceChunks {
+            instances: view.instances().into(),
+            view,
+            family: 0,
+            offset: 0,
+        });
+        let mut eof = String::new();
+        prometheus_client::encoding::text::encode_eof(&mut eof)?;
+        Ok(std::iter::once(Ok(head))
+            .chain(series.into_iter().flatten())
+            .chain(std::iter::once(Ok(eof))))
+    }
+
+    /// The OpenMetrics text of every metric, whole (for tests and tools; the server
+    /// streams [`Metrics::scrape`]).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        // Sized from the last scrape (plus room to grow): at 10 000 DcsInstances
-        // the text is about 2.6 MB, and growing a string by doubling to it would
-        // hold up to twice that at the peak.
-        let expected = self
-            .last_scrape_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let mut text = String::with_capacity(expected + expected / 8);
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        self.last_scrape_bytes
-            .store(text.len(), std::sync::atomic::Ordering::Relaxed);
-        Ok(text)
+        self.scrape()?.collect()
     }
 }
 
+/// The per-instance families, in the order they are scraped.
+#[derive(Debug, Clone, Copy)]
+enum InstanceFamily {
+    UsedMemory,
+    MaxMemory,
+    Capacity,
+    Ready,
+}
+
+const INSTANCE_FAMILIES: [InstanceFamily; 4] = [
+    InstanceFamily::UsedMemory,
+    InstanceFamily::MaxMemory,
+    InstanceFamily::Capacity,
+    InstanceFamily::Ready,
+];
+
+/// DcsInstances per piece of the streamed `/metrics` text (about 40 KiB of text).
+const SCRAPE_CHUNK: usize = 500;
+
+/// The registry's prefix, also that of the per-instance families.
+const PREFIX: &str = "dcs_operator";
+
+/// The per-instance series of a scrape, a piece at a time: at 10 000 DcsInstances
+/// the whole text is 2.6 MB, and building it in one string raised the peak memory
+/// by that much at every scrape. Each piece is one family's series for up to
+/// [`SCRAPE_CHUNK`] objects of the snapshot taken when the scrape began.
+struct InstanceChunks {
+    view: Arc<InstanceView>,
+    instances: Arc<[Arc<DcsInstance>]>,
+    family: usize,
+    offset: usize,
+}
+
+impl Iterator for InstanceChunks {
+    type Item = Result<String, std::fmt::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let family = *INSTANCE_FAMILIES.get(self.family)?;
+        let end = (self.offset + SCRAPE_CHUNK).min(self.instances.len());
+        let piece = InstanceSeries {
+            view: self.view.clone(),
+            instances: self.instances.clone(),
+            range: self.offset..end,
+            family,
+        };
+        let first = self.offset == 0;
+        if end >= self.instances.len() {
+            self.family += 1;
+            self.offset = 0;
+        } else {
+            self.offset = end;
+        }
+        Some(piece.encode_text(first))
+    }
+}
+
+/// One family's series for a range of a scrape's snapshot.
 #[derive(Debug)]
-struct InstanceCollector(Arc<InstanceView>);
+struct InstanceSeries {
+    view: Arc<InstanceView>,
+    instances: Arc<[Arc<DcsInstance>]>,
+    range: std::ops::Range<usize>,
+    family: InstanceFamily,
+}
+
+impl InstanceSeries {
+    /// The OpenMetrics text of this piece, encoded by prometheus-client (names,
+    /// label escaping, values). A family is described once: its HELP and TYPE lines
+    /// are kept only in its `first` piece (series lines never start with `#`).
+    fn encode_text(self, first: bool) -> Result<String, std::fmt::Error> {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register_collector(Box::new(self));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
+        if !first {
+            text.retain_lines(|line| !line.starts_with('#'));
+        }
+        Ok(text)
+    }
+
+    fn describe(&self) -> (&'static str, &'static str) {
+        match self.family {
+            InstanceFamily::UsedMemory => (
+                "instance_used_memory_bytes",
+                "Memory in use, from the last DCS answer",
+            ),
+            InstanceFamily::MaxMemory => {
+                ("instance_max_memory_bytes", "Total memory of the instance")
+            }
+            InstanceFamily::Capacity => {
+                ("instance_capacity_bytes", "Cache capacity of the instance")
+            }
+            InstanceFamily::Ready => (
+                "instance_ready",
+                "1 when the DcsInstance is Ready, by DCS status",
+            ),
+        }
+    }
+
+    /// An instance's value in a byte gauge family, if it has one.
+    fn bytes(&self, obj: &DcsInstance) -> Option<i64> {
+        let status = || obj.status.as_ref();
+        match self.family {
+            InstanceFamily::UsedMemory => obj
+                .metadata
+                .uid
+                .as_deref()
+                .and_then(|uid| self.view.observations.used_memory_bytes_for(uid))
+                .and_then(|bytes| i64::try_from(bytes).ok()),
+            InstanceFamily::MaxMemory => quantity_bytes(status()?.max_memory.as_deref()?),
+            InstanceFamily::Capacity => quantity_bytes(status()?.capacity.as_deref()?),
+            InstanceFamily::Ready => None,
+        }
+    }
+}
+
+/// Keeps the lines of a text that `keep` accepts.
+trait RetainLines {
+    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool);
+}
+
+impl RetainLines for String {
+    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool) {
+        *self = self
+            .split_inclusive('\n')
+            .filter(|line| keep(line))
+            .collect();
+    }
+}
 
 use crate::crd::DcsInstance;
 use prometheus_client::metrics::MetricType;
@@ -415,9 +555,6 @@ fn quantity_bytes(text: &str) -> Option<i64> {
     value.checked_mul(scale)
 }
 
-/// One per-instance gauge's value, if the instance has one.
-type GaugeOf<'a> = dyn Fn(&DcsInstance) -> Option<i64> + 'a;
-
 /// The labels of an instance's series: its namespace and name.
 fn instance_labels(obj: &DcsInstance) -> [(&'static str, &str); 2] {
     [
@@ -429,56 +566,25 @@ fn instance_labels(obj: &DcsInstance) -> [(&'static str, &str); 2] {
     ]
 }
 
-impl Collector for InstanceCollector {
+impl Collector for InstanceSeries {
     /// Encodes each series straight from the watch cache and the observation store,
     /// without building metric families first: at 10 000 DcsInstances those were
     /// four maps of owned label strings per scrape, several MiB each time.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let instances = self.0.instances();
-        let used = |obj: &DcsInstance| {
-            obj.metadata
-                .uid
-                .as_deref()
-                .and_then(|uid| self.0.observations.used_memory_bytes_for(uid))
-                .and_then(|bytes| i64::try_from(bytes).ok())
-        };
-        let max = |obj: &DcsInstance| quantity_bytes(obj.status.as_ref()?.max_memory.as_deref()?);
-        let capacity =
-            |obj: &DcsInstance| quantity_bytes(obj.status.as_ref()?.capacity.as_deref()?);
-        let gauges: [(&str, &str, &GaugeOf); 3] = [
-            (
-                "instance_used_memory_bytes",
-                "Memory in use, from the last DCS answer",
-                &used,
-            ),
-            (
-                "instance_max_memory_bytes",
-                "Total memory of the instance",
-                &max,
-            ),
-            (
-                "instance_capacity_bytes",
-                "Cache capacity of the instance",
-                &capacity,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for obj in &instances {
-                if let Some(value) = value(obj) {
+        let instances = &self.instances[self.range.clone()];
+        let (name, help) = self.describe();
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        if !matches!(self.family, InstanceFamily::Ready) {
+            for obj in instances {
+                if let Some(value) = self.bytes(obj) {
                     metric
                         .encode_family(&instance_labels(obj))?
                         .encode_gauge(&value)?;
                 }
             }
+            return Ok(());
         }
-        let mut metric = encoder.encode_descriptor(
-            "instance_ready",
-            "1 when the DcsInstance is Ready, by DCS status",
-            None,
-            MetricType::Gauge,
-        )?;
-        for obj in &instances {
+        for obj in instances {
             let status = obj.status.as_ref();
             let is_ready = status.is_some_and(|status| {
                 status.conditions.iter().any(|c| {
@@ -591,6 +697,71 @@ mod tests {
             off.contains("dcs_operator_reconcile_duration_seconds"),
             "{off}"
         );
+    }
+
+    /// An object in the watch cache, with the status the gauges read.
+    fn cached(name: &str, ready: bool) -> DcsInstance {
+        let mut obj = DcsInstance::new(name, crate::crd::DcsInstanceSpec::default());
+        obj.metadata.namespace = Some("tenant".into());
+        obj.status = Some(crate::crd::DcsInstanceStatus {
+            capacity: Some("1Gi".into()),
+            max_memory: Some("512Mi".into()),
+            status: Some("RUNNING".into()),
+            conditions: vec![crate::crd::Condition {
+                type_: crate::plan::READY.into(),
+                status: if ready { "True" } else { "False" }.into(),
+                reason: "Available".into(),
+                message: "".into(),
+                observed_generation: None,
+                last_transition_time: "".into(),
+            }],
+            ..Default::default()
+        });
+        obj
+    }
+
+    #[test]
+    fn a_scrape_in_pieces_describes_each_family_once_with_every_series() {
+        use kube::runtime::{reflector, watcher};
+        let count = SCRAPE_CHUNK * 2 + 3;
+        let (store, mut writer) = reflector::store();
+        for i in 0..count {
+            let obj = cached(&format!("cache-{i}"), i % 2 == 0);
+            writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+        let view = Arc::new(InstanceView::default());
+        view.add_store(store);
+        let metrics = Metrics::new(view);
+        // One piece for the registry, three per family, one for the end.
+        assert_eq!(metrics.scrape().unwrap().count(), 1 + 4 * 3 + 1);
+        let text = metrics.encode().unwrap();
+        assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1);
+        for family in ["max_memory_bytes", "capacity_bytes", "ready"] {
+            let name = format!("dcs_operator_instance_{family}");
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}"
+            );
+            let series: Vec<usize> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| line.starts_with(&format!("{name}{{")))
+                .map(|(at, _)| at)
+                .collect();
+            assert_eq!(series.len(), count, "{name}");
+            // A family's lines are together, right after its description.
+            assert_eq!(series.last().unwrap() - series[0] + 1, count, "{name}");
+        }
+        let ready = r#"dcs_operator_instance_ready{namespace="tenant",name="cache-1000",dcs_status="RUNNING"} 1"#;
+        assert!(text.lines().any(|line| line == ready), "{text}");
+        let capacity = r#"dcs_operator_instance_capacity_bytes{namespace="tenant",name="cache-1002"} 1073741824"#;
+        assert!(text.lines().any(|line| line == capacity));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -50,20 +51,23 @@ pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
         .with_state(AppState { metrics, readiness })
 }
 
+/// The OpenMetrics text, streamed a piece at a time (see [`Metrics::scrape`]). A
+/// piece that fails to encode ends the body early: the scrape then fails as a whole
+/// at the scraper, as a 500 would.
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    match state.metrics.encode() {
-        Ok(text) => (
+    match state.metrics.scrape() {
+        Ok(pieces) => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            text,
+            Body::from_stream(futures::stream::iter(pieces)),
         ),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain")],
-            "could not encode metrics".to_string(),
+            Body::from("could not encode metrics"),
         ),
     }
 }
