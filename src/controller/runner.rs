@@ -81,11 +81,16 @@ async fn run_scope(
         secret_metadata: Some(versions),
     });
     let config = controller::Config::default().concurrency(shared.concurrency);
-    Controller::for_stream(instances, store.clone())
+    // Every trigger names its object by namespace and name only: kube's own
+    // triggers also copy its uid and resourceVersion into each queued request,
+    // twice (the scheduler's map and its delay queue), for all 10 000 objects
+    // queued at once at start-up. The instance watch is polled as a trigger.
+    Controller::for_stream(futures::stream::pending(), store.clone())
         .with_config(config)
         .reconcile_all_on(leadership_gained(&shared))
         .reconcile_on(shared.reconcile_requests(scope))
-        .owns_stream(owned)
+        .reconcile_on(instances.filter_map(|obj| async move { obj.ok().map(|obj| named(&obj)) }))
+        .reconcile_on(owned.flat_map(|secret| futures::stream::iter(owners(secret))))
         .watches_stream(referenced, move |secret| referencing(&store, &secret))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -123,6 +128,16 @@ pub fn slim_instance(obj: &mut DcsInstance) {
 /// The operator's own annotations (and the tenant's requests to it) start so.
 const OWN_ANNOTATION_PREFIX: &str = "dcs.operator.dev/";
 
+/// Objects per page of a watch's list. A page is held twice while it is decoded
+/// (the body, then the objects with everything the API server sends, managedFields
+/// included, before they are slimmed): at kube's default of 500 that was several
+/// MiB at the start-up peak. Smaller pages cost more requests only while listing.
+const LIST_PAGE_SIZE: u32 = 100;
+
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE_SIZE)
+}
+
 type Applied<K> = Pin<Box<dyn futures::Stream<Item = Result<K, watcher::Error>> + Send>>;
 
 /// The connection Secrets, label-selected: only those a DcsInstance controls are
@@ -130,7 +145,7 @@ type Applied<K> = Pin<Box<dyn futures::Stream<Item = Result<K, watcher::Error>> 
 /// Secret managed-by=dcs-operator).
 fn watch_owned_secrets(api: Api<Secret>) -> (Arc<OwnedSecrets>, Applied<Secret>) {
     let cache = Arc::new(OwnedSecrets::default());
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let config = watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
         .map(feeding(&cache, OwnedSecret::of))
@@ -164,7 +179,7 @@ fn watch_secret_metadata(
     api: Api<PartialObjectMeta<Secret>>,
 ) -> (Arc<SecretVersions>, Applied<PartialObjectMeta<Secret>>) {
     let cache = Arc::new(SecretVersions::default());
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY}"));
+    let config = watch_config().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
         .map(feeding(&cache, SecretVersion::of))
@@ -178,7 +193,7 @@ fn watch_instances(
     api: Api<DcsInstance>,
     selector: Option<&str>,
 ) -> (Store<DcsInstance>, Applied<DcsInstance>, Ready) {
-    let mut config = watcher::Config::default();
+    let mut config = watch_config();
     if let Some(selector) = selector {
         config = config.labels(selector);
     }
@@ -324,6 +339,83 @@ fn referencing(
         .state()
         .into_iter()
         .filter(|obj| obj.namespace() == namespace && secrets::references(&obj.spec, &name))
-        .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+        .map(|obj| named(obj.as_ref()))
         .collect()
+}
+
+/// An object's reference by namespace and name (no uid or resourceVersion).
+fn named<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
+    let reference = ObjectRef::new(&obj.name_any());
+    match obj.meta().namespace.as_deref() {
+        Some(namespace) => reference.within(namespace),
+        None => reference,
+    }
+}
+
+/// The DcsInstances a connection Secret names as its owners (as kube's `owns`
+/// trigger finds them: every owner reference of the kind and API version).
+fn owners(secret: Result<Secret, watcher::Error>) -> Vec<ObjectRef<DcsInstance>> {
+    let Ok(secret) = secret else {
+        return Vec::new();
+    };
+    let Some(namespace) = secret.metadata.namespace.as_deref() else {
+        return Vec::new();
+    };
+    let api_version = DcsInstance::api_version(&());
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|owner| owner.kind == DcsInstance::kind(&()) && owner.api_version == api_version)
+        .map(|owner| ObjectRef::new(&owner.name).within(namespace))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn owner(api_version: &str, kind: &str, name: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: "8f0c2a4e-0000-4000-8000-000000000001".into(),
+            controller: Some(true),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_wakes_the_dcs_instances_it_names_as_owners_by_name_only() {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("cache-connection".into());
+        secret.metadata.namespace = Some("tenant-a".into());
+        secret.metadata.owner_references = Some(vec![
+            owner("dcs.operator.dev/v1alpha1", "DcsInstance", "cache"),
+            owner("dcs.operator.dev/v1beta9", "DcsInstance", "other-version"),
+            owner("v1", "ConfigMap", "cache"),
+            owner("apps/v1", "Deployment", "app"),
+        ]);
+        let woken = owners(Ok(secret.clone()));
+        assert_eq!(woken, vec![ObjectRef::new("cache").within("tenant-a")]);
+        // By namespace and name: nothing else is carried into the queue.
+        assert!(woken[0].extra.uid.is_none() && woken[0].extra.resource_version.is_none());
+
+        secret.metadata.namespace = None;
+        assert!(owners(Ok(secret)).is_empty());
+    }
+
+    #[test]
+    fn an_instance_is_named_without_uid_or_version() {
+        let mut obj = DcsInstance::new("cache", Default::default());
+        obj.metadata.namespace = Some("tenant-a".into());
+        obj.metadata.uid = Some("8f0c2a4e-0000-4000-8000-000000000002".into());
+        obj.metadata.resource_version = Some("42".into());
+        let reference = named(&obj);
+        assert_eq!(reference, ObjectRef::new("cache").within("tenant-a"));
+        assert!(reference.extra.uid.is_none() && reference.extra.resource_version.is_none());
+    }
 }

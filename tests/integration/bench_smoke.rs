@@ -2,8 +2,8 @@
 //! child process, against the benchmark's Kubernetes API stand-in and the DCS
 //! simulator. Asserts counts only (all Ready, /readyz ready, no Kubernetes writes
 //! in steady state; after a restart, one Secret LIST per watch, no GET of a connection
-//! Secret and no write), never wall time: the timeouts are outer bounds for a
-//! loaded machine.
+//! Secret and no write; an edited connection Secret repaired with one write), never
+//! wall time: the timeouts are outer bounds for a loaded machine.
 
 // Also used by hostile_process.rs (a file loads as one module only).
 #[path = "../../examples/bench/harness.rs"]
@@ -76,9 +76,24 @@ async fn small_scenario_reaches_ready_writes_nothing_then_restarts_from_one_list
     tokio::time::sleep(POLL_INTERVAL * TICKS).await;
     let steady = server.state.counts().since(&before);
     let dcs_calls = harness::dcs_requests(&sim) - dcs_before;
+    // A tenant edits a connection Secret: it is written back, once. (The watch of
+    // owned Secrets wakes the owner at once; a later poll would repair it too, so
+    // which path did is told by the unit tests of runner::owners, not here.)
+    let before_tamper = server.state.counts();
+    let repaired = tamper_and_await_repair(&server.state).await;
+    let repair_writes = server.state.counts().since(&before_tamper);
     let still_running = operator.exited().is_none();
     let log = operator.log_tail(30);
     operator.stop();
+    assert!(
+        repaired,
+        "the edited connection Secret was not repaired:\n{log}"
+    );
+    assert_eq!(
+        repair_writes.total_writes(),
+        1,
+        "writes to repair one Secret: {repair_writes:?}"
+    );
 
     assert!(still_running, "the operator exited:\n{log}");
     assert_eq!(
@@ -114,6 +129,40 @@ async fn small_scenario_reaches_ready_writes_nothing_then_restarts_from_one_list
     );
     assert_eq!(restart.total_writes(), 0, "writes at restart: {restart:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Overwrites one key of one connection Secret, as a tenant could, and waits (60 s
+/// at most) until the operator has written the original data back.
+async fn tamper_and_await_repair(state: &standin::StandIn) -> bool {
+    let secret = state
+        .objects(standin::SECRETS)
+        .into_iter()
+        .find(|secret| secret["metadata"]["ownerReferences"].is_array())
+        .expect("a connection Secret");
+    let original = secret["data"].clone();
+    let key = original
+        .as_object()
+        .and_then(|data| data.keys().next().cloned())
+        .expect("a key");
+    let mut tampered = (*secret).clone();
+    tampered["data"][&key] = serde_json::json!("dGFtcGVyZWQ=");
+    let (namespace, name) = (
+        secret["metadata"]["namespace"].clone(),
+        secret["metadata"]["name"].clone(),
+    );
+    state.insert(standin::SECRETS, tampered);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let now = state
+            .objects(standin::SECRETS)
+            .into_iter()
+            .find(|s| s["metadata"]["namespace"] == namespace && s["metadata"]["name"] == name);
+        if now.is_some_and(|now| now["data"] == original) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Starts a second operator process over the same objects, lets it reconcile every
