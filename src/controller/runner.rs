@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -253,8 +254,12 @@ fn without_errors<K: Send + 'static>(stream: Applied<K>) -> Applied<K> {
 #[derive(Debug, Default)]
 pub struct RelistInPlace {
     listed_once: bool,
-    /// (namespace, name) of what the relist in progress has delivered.
-    delivered: Option<HashSet<(String, String)>>,
+    /// What the relist in progress has delivered, as a hash of (namespace, name)
+    /// under this process's random keys: 8 bytes an object instead of two strings
+    /// (1.3 MB at 10 000). Two objects sharing a hash (odds of about 1 in 10^11 at
+    /// 10 000) would keep one deleted object until the next relist.
+    delivered: Option<HashSet<u64>>,
+    keys: std::hash::RandomState,
 }
 
 impl RelistInPlace {
@@ -270,7 +275,13 @@ impl RelistInPlace {
             self.listed_once = matches!(event, Event::InitDone);
             return vec![event];
         }
-        let key = |obj: &DcsInstance| (obj.namespace().unwrap_or_default(), obj.name_any());
+        let keys = self.keys.clone();
+        let key = move |obj: &DcsInstance| {
+            keys.hash_one((
+                obj.metadata.namespace.as_deref(),
+                obj.metadata.name.as_deref(),
+            ))
+        };
         match event {
             Event::Init => {
                 self.delivered = Some(HashSet::new());
