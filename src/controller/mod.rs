@@ -26,12 +26,14 @@ pub mod secret_cache;
 pub mod secrets;
 pub mod shared;
 pub mod store;
+pub mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{Instrument, warn};
 
 use crate::crd::DcsInstance;
@@ -161,6 +163,10 @@ pub struct Context {
     /// The resourceVersion of every other Secret in scope: tells when a
     /// credentials or password Secret changed.
     pub secret_metadata: Option<Arc<secret_cache::SecretVersions>>,
+    /// The wake-up queue in front of the Controller: reconciles and error backoffs
+    /// set their next wake-up here instead of in kube's scheduler. None when
+    /// reconcile is called directly (tests): the Action carries the wait.
+    pub wake: Option<Arc<wake::WakeQueue>>,
 }
 
 impl Context {
@@ -169,6 +175,7 @@ impl Context {
             shared,
             owned_secrets: None,
             secret_metadata: None,
+            wake: None,
         }
     }
 }
@@ -184,39 +191,49 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
     );
     let started = std::time::Instant::now();
     let uid = obj.uid().unwrap_or_default();
+    let object = ObjectRef::from_obj(obj.as_ref());
+    if let Some(wake) = &ctx.wake {
+        wake.started(&object);
+    }
     let steps = reconcile_steps(obj, ctx.clone()).instrument(span);
     let result = crate::supervise::catching("reconcile", &ctx.shared.metrics, steps)
         .await
         .unwrap_or_else(|text| Err(Error::Panicked(text)));
     ctx.shared.count_reconcile(&uid, &result, started.elapsed());
-    result
+    Ok(wake_after(&ctx, &object, result?))
+}
+
+/// The Action for a reconcile that wants to run again `after` (never: None). With a
+/// wake-up queue, the wait is set there and kube's scheduler holds nothing.
+fn wake_after(ctx: &Context, object: &ObjectRef<DcsInstance>, after: Option<Duration>) -> Action {
+    match (&ctx.wake, after) {
+        (Some(wake), Some(after)) => {
+            wake.wake_after(object, after);
+            Action::await_change()
+        }
+        (_, after) => after.map_or_else(Action::await_change, Action::requeue),
+    }
 }
 
 /// gather → plan → apply.
-async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Option<Duration>> {
     let shared = &ctx.shared;
     if !shared.leader.may_write() {
         // A standby keeps its caches warm but neither polls DCS nor writes; it is
         // woken for every object when it becomes the leader. A leader whose renewal
         // is only overdue comes back to this object soon: no transition will.
-        return Ok(if shared.leader.is_leading() {
-            Action::requeue(LEADER_LAPSE_REQUEUE)
-        } else {
-            Action::await_change()
-        });
+        return Ok(shared.leader.is_leading().then_some(LEADER_LAPSE_REQUEUE));
     }
     let driven = lifecycle::drive(&ctx, obj).await?;
     if driven.finished {
-        return Ok(driven
-            .requeue
-            .map_or_else(Action::await_change, Action::requeue));
+        return Ok(driven.requeue);
     }
     let obj = driven.obj.clone();
     let observe = driven.observe.as_deref();
     let mut gathered = match gather::gather(&ctx, &obj, observe, driven.problems).await? {
         Gather::Ready(gathered) => gathered,
         // Nothing observed yet: write nothing, look again soon.
-        Gather::NotYet(after) => return Ok(Action::requeue(after)),
+        Gather::NotYet(after) => return Ok(Some(after)),
     };
     gathered.managed_instance_id = driven.managed_id;
     note_immutable_changes(&obj, &mut gathered);
@@ -230,11 +247,10 @@ async fn reconcile_steps(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Act
     }
     apply::apply(&ctx, &obj, &gathered, &planned).await?;
     // The soonest of the plan's next look, the lifecycle's and converging's.
-    let after = [planned.requeue_after, driven.requeue, converged.requeue]
+    Ok([planned.requeue_after, driven.requeue, converged.requeue]
         .into_iter()
         .flatten()
-        .min();
-    Ok(after.map_or_else(Action::await_change, Action::requeue))
+        .min())
 }
 
 /// In-place changes of a managed instance (none for Observe): at most one write,
@@ -292,7 +308,7 @@ fn note_immutable_changes(obj: &DcsInstance, gathered: &mut gather::Gathered) {
 impl Shared {
     /// Counts a finished reconcile in the metrics, and resets the object's backoff
     /// after a success.
-    fn count_reconcile(&self, uid: &str, result: &Result<Action>, took: Duration) {
+    fn count_reconcile<T>(&self, uid: &str, result: &Result<T>, took: Duration) {
         self.metrics.reconcile_duration.observe(took.as_secs_f64());
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.metrics
@@ -325,7 +341,7 @@ pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, ctx: Arc<Context>) -> 
         retry_in_seconds = after.as_secs(),
         "reconcile failed: {error}"
     );
-    Action::requeue(after)
+    wake_after(&ctx, &ObjectRef::from_obj(obj.as_ref()), Some(after))
 }
 
 /// The wait after `failures` failed reconciles in a row (1 = the first).

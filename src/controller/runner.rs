@@ -20,6 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::debug;
 
 use super::secret_cache::{OwnedSecret, OwnedSecrets, SecretVersion, SecretVersions, WatchCache};
+use super::wake::WakeQueue;
 use super::{Context, Shared, error_policy, reconcile, secrets};
 use crate::connection_secret::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::crd::DcsInstance;
@@ -71,36 +72,109 @@ async fn run_scope(
     report_readiness(
         &shared,
         [
-            instances_listed,
+            listed(instances_listed.clone()),
             cache_listed(owned_cache.clone()),
             cache_listed(versions.clone()),
         ],
     );
+    // The Controller holds at most two requests per reconcile slot (kube's 0 is
+    // unbounded: so is the hand-over); the rest wait, compact, in the wake-up queue.
+    let limit = match shared.concurrency {
+        0 => usize::MAX,
+        slots => 2 * usize::from(slots),
+    };
+    let wake = Arc::new(WakeQueue::new(limit));
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         owned_secrets: Some(owned_cache),
         secret_metadata: Some(versions),
+        wake: Some(wake.clone()),
     });
+    let triggers = Triggers {
+        instances,
+        owned,
+        referenced,
+        requests: shared.reconcile_requests(scope),
+        leadership: leadership_gained(&shared),
+    };
+    let feeding = feed_wake_ups(triggers, store.clone(), wake.clone());
     let config = controller::Config::default().concurrency(shared.concurrency);
-    // Every trigger names its object by namespace and name only: kube's own
-    // triggers also copy its uid and resourceVersion into each queued request,
-    // twice (the scheduler's map and its delay queue), for all 10 000 objects
-    // queued at once at start-up. The instance watch is polled as a trigger.
-    Controller::for_stream(futures::stream::pending(), store.clone())
+    let controller = Controller::for_stream(futures::stream::pending(), store.clone())
         .with_config(config)
-        .reconcile_all_on(leadership_gained(&shared))
-        .reconcile_on(shared.reconcile_requests(scope))
-        .reconcile_on(instances.filter_map(|obj| async move { obj.ok().map(|obj| named(&obj)) }))
-        .reconcile_on(owned.flat_map(|secret| futures::stream::iter(owners(secret))))
-        .watches_stream(referenced, move |secret| referencing(&store, &secret))
+        .reconcile_on(handed_over(wake, store, instances_listed))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!("controller: {error}");
             }
+        });
+    // The watches feed the queue for as long as the Controller runs (until shutdown).
+    futures::future::select(Box::pin(controller), Box::pin(feeding)).await;
+}
+
+/// Everything that wakes a DcsInstance besides its own timers.
+struct Triggers<L> {
+    instances: Applied<DcsInstance>,
+    owned: Applied<Secret>,
+    referenced: Applied<PartialObjectMeta<Secret>>,
+    requests: super::shared::RequestReceiver,
+    leadership: L,
+}
+
+/// Drives the watches (which also fill their caches) and puts every object they,
+/// the batch poller or a regained leadership wake into the queue, by namespace and
+/// name. Never returns.
+async fn feed_wake_ups<L>(triggers: Triggers<L>, store: Store<DcsInstance>, wake: Arc<WakeQueue>)
+where
+    L: futures::Stream<Item = ()> + Send + 'static,
+{
+    type Woken = Pin<Box<dyn futures::Stream<Item = Vec<ObjectRef<DcsInstance>>> + Send>>;
+    let held = store.clone();
+    let streams: [Woken; 5] = [
+        triggers
+            .instances
+            .map(|obj| obj.map(|obj| vec![named(&obj)]).unwrap_or_default())
+            .boxed(),
+        triggers.owned.map(owners).boxed(),
+        triggers
+            .referenced
+            .map(move |secret| {
+                secret
+                    .map(|secret| referencing(&store, &secret))
+                    .unwrap_or_default()
+            })
+            .boxed(),
+        triggers.requests.map(|object| vec![object]).boxed(),
+        triggers
+            .leadership
+            .map(move |()| held.state().iter().map(|obj| named(obj.as_ref())).collect())
+            .boxed(),
+    ];
+    futures::stream::select_all(streams)
+        .for_each(|objects| {
+            for object in &objects {
+                wake.wake(object);
+            }
+            futures::future::ready(())
         })
         .await;
+    // Watches end only with the process; the Controller's shutdown ends this.
+    futures::future::pending::<()>().await;
+}
+
+/// The Controller's one trigger: the queue's objects, once the first list is in the
+/// store (until then the store shows nothing, and every object would look gone).
+fn handed_over(
+    wake: Arc<WakeQueue>,
+    store: Store<DcsInstance>,
+    mut instances_listed: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = ObjectRef<DcsInstance>> + Send + 'static {
+    let alive = move |object: &ObjectRef<DcsInstance>| store.get(object).is_some();
+    futures::stream::once(async move {
+        let _ = instances_listed.wait_for(|listed| *listed).await;
+    })
+    .flat_map(move |()| wake.clone().stream(alive.clone()))
 }
 
 /// What the DcsInstance cache keeps of an object: everything reconcile and the
@@ -193,7 +267,11 @@ fn watch_secret_metadata(
 fn watch_instances(
     api: Api<DcsInstance>,
     selector: Option<&str>,
-) -> (Store<DcsInstance>, Applied<DcsInstance>, Ready) {
+) -> (
+    Store<DcsInstance>,
+    Applied<DcsInstance>,
+    tokio::sync::watch::Receiver<bool>,
+) {
     let mut config = watch_config();
     if let Some(selector) = selector {
         config = config.labels(selector);
@@ -203,7 +281,7 @@ fn watch_instances(
     let held = reader.clone();
     // Told from the stream, once the store has applied the first list's end: the
     // store's own wait_until_ready wakes only one waiter, and the Controller is one.
-    let (listed_tx, mut listed_rx) = tokio::sync::watch::channel(false);
+    let (listed_tx, listed_rx) = tokio::sync::watch::channel(false);
     let stream = watcher(api, config)
         .default_backoff()
         .modify(slim_instance)
@@ -226,8 +304,12 @@ fn watch_instances(
         })
         .applied_objects()
         .boxed();
-    let listed = Box::pin(async move { listed_rx.wait_for(|listed| *listed).await.is_ok() });
-    (reader, without_errors(stream), listed)
+    (reader, without_errors(stream), listed_rx)
+}
+
+/// Ready once the first list of DcsInstances is in the store.
+fn listed(mut listed: tokio::sync::watch::Receiver<bool>) -> Ready {
+    Box::pin(async move { listed.wait_for(|listed| *listed).await.is_ok() })
 }
 
 /// A watch's errors stop here: each watch backs off by itself

@@ -218,6 +218,7 @@ impl Harness {
             shared: self.ctx.shared.clone(),
             owned_secrets: Some(owned),
             secret_metadata: Some(versions),
+            wake: None,
         })
     }
 
