@@ -24,6 +24,8 @@ use crate::crd::DcsInstance;
 /// a later wake-up of the same name is handed again. A request the Controller
 /// still holds then is merged with the new one there: one reconcile, not two.
 const HANDED_EXPIRY: Duration = Duration::from_secs(60);
+/// How often timers of deleted objects are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether an object is still in the watch cache.
 type Alive<'a> = &'a (dyn Fn(&ObjectRef<DcsInstance>) -> bool + Sync);
@@ -58,6 +60,8 @@ struct State {
     /// Later wake-ups, the earliest per object; `timer_of` indexes them.
     timers: BTreeSet<(Instant, Key)>,
     timer_of: HashMap<Key, Instant>,
+    /// When timers of objects gone from the watch cache were last dropped.
+    pruned_at: Option<Instant>,
 }
 
 impl State {
@@ -82,6 +86,28 @@ impl State {
                 self.timer_of.remove(&key);
                 self.wake(key);
             }
+        }
+    }
+
+    /// Drops, once every [`PRUNE_EVERY`], the timers of objects gone from the watch
+    /// cache: a deleted object's timer would otherwise stay until it fires (up to
+    /// three poll intervals).
+    fn prune(&mut self, now: Instant, alive: Alive<'_>) {
+        if self
+            .pruned_at
+            .is_some_and(|at| now.saturating_duration_since(at) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.pruned_at = Some(now);
+        let gone: Vec<Key> = self
+            .timer_of
+            .keys()
+            .filter(|key| !alive(&key.object()))
+            .cloned()
+            .collect();
+        for key in &gone {
+            self.cancel_timer(key);
         }
     }
 
@@ -175,6 +201,7 @@ impl WakeQueue {
             let now = Instant::now();
             let next_timer = {
                 let mut state = self.lock();
+                state.prune(now, alive);
                 state.fire_timers(now);
                 state
                     .handed
@@ -310,6 +337,23 @@ mod tests {
         assert_eq!(next_now(&queue).await, None);
         tokio::time::advance(HANDED_EXPIRY).await;
         assert_eq!(next_now(&queue).await, Some(object("b")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_of_deleted_objects_are_dropped_within_a_minute() {
+        let queue = WakeQueue::new(4);
+        let alive = |object: &ObjectRef<DcsInstance>| object.name != "deleted";
+        queue.wake_after(&object("deleted"), Duration::from_secs(3600));
+        queue.wake_after(&object("kept"), Duration::from_secs(3600));
+        let take = || tokio::time::timeout(Duration::from_millis(1), queue.next(&alive));
+        assert!(take().await.is_err());
+        assert_eq!(queue.sizes(), (0, 1, 0), "the first look prunes");
+        queue.wake_after(&object("deleted"), Duration::from_secs(3600));
+        assert!(take().await.is_err());
+        assert_eq!(queue.sizes(), (0, 2, 0), "then not again for a minute");
+        tokio::time::advance(PRUNE_EVERY).await;
+        assert!(take().await.is_err());
+        assert_eq!(queue.sizes(), (0, 1, 0));
     }
 
     #[test]
