@@ -42,11 +42,12 @@ pub struct GroupKey {
 
 /// One DcsInstance in a group, compact (a group holds thousands): its name, its
 /// namespace (shared: many members share one), the instance it reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Member {
     name: Box<str>,
     namespace: Atom,
-    instance_id: Box<str>,
+    /// Shared with the observation store's key for the instance.
+    instance_id: Arc<str>,
     poll_interval: Duration,
 }
 
@@ -64,7 +65,8 @@ struct Snapshot {
     endpoint: Endpoint,
     credentials: Credentials,
     gate: GateKey,
-    members: Vec<Member>,
+    /// Shared with the group: a tick copies pointers, not members.
+    members: Vec<Arc<Member>>,
 }
 
 struct Group {
@@ -74,7 +76,7 @@ struct Group {
     credentials: Credentials,
     gate: GateKey,
     /// uid -> member.
-    members: HashMap<Box<str>, Member>,
+    members: HashMap<Box<str>, Arc<Member>>,
     refresh: Arc<Notify>,
 }
 
@@ -138,10 +140,14 @@ impl BatchPoller {
         }
         match groups.get_mut(&key) {
             Some(group) => {
-                let new_member = group
-                    .members
-                    .insert(registration.uid.into(), member.clone())
-                    .is_none_or(|old| old.instance_id != member.instance_id);
+                let old = group.members.get(registration.uid);
+                let new_member = old.is_none_or(|old| old.instance_id != member.instance_id);
+                // Replaced only on a change: an unchanged member keeps its allocation.
+                if old.is_none_or(|old| **old != member) {
+                    group
+                        .members
+                        .insert(registration.uid.into(), Arc::new(member));
+                }
                 group.credentials = registration.credentials.clone();
                 group.gate = registration.gate.clone();
                 if new_member {
@@ -158,7 +164,7 @@ impl BatchPoller {
                         endpoint: registration.endpoint.clone(),
                         credentials: registration.credentials.clone(),
                         gate: registration.gate.clone(),
-                        members: HashMap::from([(registration.uid.into(), member)]),
+                        members: HashMap::from([(registration.uid.into(), Arc::new(member))]),
                         refresh: refresh.clone(),
                     },
                 );
@@ -281,17 +287,11 @@ async fn poll_once(
         members,
     } = snapshot;
     // Several DcsInstances may name the same DCS instance: merge once, tell all.
-    let mut by_instance: HashMap<&str, Vec<&Member>> = HashMap::new();
-    for member in &members {
-        by_instance
-            .entry(&*member.instance_id)
-            .or_default()
-            .push(member);
-    }
+    let by_instance = ByInstance::new(members);
     // Items are merged as they are decoded and the rest dropped at once: a project
     // may hold far more instances than this operator serves, and a tick must not
     // hold thousands of full answers (nor a hostile endpoint's millions).
-    let mut found = std::collections::HashSet::new();
+    let mut found = vec![false; by_instance.len()];
     let target = CallTarget {
         gate: &gate,
         fingerprint: &key.credentials_fingerprint,
@@ -304,7 +304,7 @@ async fn poll_once(
             &credentials,
             &key.project_id,
             MAX_LIST_PAGE,
-            |id| by_instance.contains_key(id),
+            |id| !by_instance.reading(id).is_empty(),
             |item| merge_listed(shared, key, &by_instance, &mut found, item),
         );
         // A whole listing, every page, within a deadline: a server that keeps
@@ -317,49 +317,97 @@ async fn poll_once(
         CallOutcome::Wait(after) => after,
         CallOutcome::Refused(error) => {
             // Throttled or circuit open: every member learns why.
-            for member in &members {
+            let error = Arc::new(error);
+            for member in by_instance.members() {
                 let key = observation_key(key, &member.instance_id);
-                if shared
-                    .observations
-                    .record_list_failure(key, error.clone(), at)
-                {
+                if shared.observations.record_list_failure(key, &error, at) {
                     shared.request_reconcile(member.object());
                 }
             }
             interval
         }
         CallOutcome::Answered(result) => {
-            let unlisted = by_instance
-                .iter()
-                .filter(|(instance_id, _)| !found.contains(*instance_id));
-            learn_unlisted(shared, key, result.map(|_| ()), unlisted, at, interval)
+            let unlisted = by_instance.instances().filter(|(at, _)| !found[*at]);
+            let result = result.map(|_| ()).map_err(Arc::new);
+            learn_unlisted(shared, key, result, unlisted, at, interval)
         }
+    }
+}
+
+/// The members of one tick sorted by the instance they read: a lookup is a binary
+/// search, and an instance is a run of its readers (no map per tick).
+struct ByInstance {
+    members: Vec<Arc<Member>>,
+}
+
+impl ByInstance {
+    fn new(mut members: Vec<Arc<Member>>) -> Self {
+        members.sort_unstable_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        Self { members }
+    }
+
+    fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    fn members(&self) -> &[Arc<Member>] {
+        &self.members
+    }
+
+    /// Where the readers of `instance_id` start, and they.
+    fn position(&self, instance_id: &str) -> (usize, &[Arc<Member>]) {
+        let start = self
+            .members
+            .partition_point(|m| &*m.instance_id < instance_id);
+        let rest = &self.members[start..];
+        let count = rest.partition_point(|m| &*m.instance_id == instance_id);
+        (start, &rest[..count])
+    }
+
+    /// The members reading `instance_id` (none: empty).
+    fn reading(&self, instance_id: &str) -> &[Arc<Member>] {
+        self.position(instance_id).1
+    }
+
+    /// Each instance read, as (where its readers start, the readers).
+    fn instances(&self) -> impl Iterator<Item = (usize, &[Arc<Member>])> {
+        let mut start = 0;
+        self.members
+            .chunk_by(|a, b| a.instance_id == b.instance_id)
+            .map(move |readers| {
+                let at = start;
+                start += readers.len();
+                (at, readers)
+            })
     }
 }
 
 /// Merges one listed item over the last answer of its instance, and wakes the
 /// members whose answer changed (or that need a ShowInstance).
-fn merge_listed<'a>(
+fn merge_listed(
     shared: &Shared,
     key: &GroupKey,
-    by_instance: &HashMap<&'a str, Vec<&Member>>,
-    found: &mut std::collections::HashSet<&'a str>,
+    by_instance: &ByInstance,
+    found: &mut [bool],
     item: crate::dcs::Instance,
 ) {
     let Some(id) = item.instance_id.as_deref() else {
         return;
     };
-    let Some((instance_id, interested)) = by_instance.get_key_value(id) else {
+    let (at, readers) = by_instance.position(id);
+    let Some(first) = readers.first() else {
         return;
     };
-    found.insert(*instance_id);
+    if let Some(seen) = found.get_mut(at) {
+        *seen = true;
+    }
     let outcome = shared.observations.record_listed(
-        observation_key(key, instance_id),
+        observation_key(key, &first.instance_id),
         item,
         shared.clock.now(),
     );
     if outcome.changed || outcome.needs_show {
-        for member in interested {
+        for member in readers {
             shared.request_reconcile(member.object());
         }
     }
@@ -386,16 +434,19 @@ async fn within_deadline<T>(
 fn learn_unlisted<'a>(
     shared: &Shared,
     key: &GroupKey,
-    result: Result<(), crate::dcs::DcsError>,
-    unlisted: impl Iterator<Item = (&'a &'a str, &'a Vec<&'a Member>)>,
+    result: Result<(), Arc<crate::dcs::DcsError>>,
+    unlisted: impl Iterator<Item = (usize, &'a [Arc<Member>])>,
     at: chrono::DateTime<chrono::Utc>,
     interval: Duration,
 ) -> Duration {
     if let Err(error) = &result {
         warn!(endpoint = %key.endpoint, reason = error.reason(), "batch list failed: {error}");
     }
-    for (instance_id, interested) in unlisted {
-        let observation = observation_key(key, instance_id);
+    for (_, readers) in unlisted {
+        let Some(first) = readers.first() else {
+            continue;
+        };
+        let observation = observation_key(key, &first.instance_id);
         let tell = match &result {
             Ok(()) => {
                 shared.observations.request_show(observation);
@@ -403,10 +454,10 @@ fn learn_unlisted<'a>(
             }
             Err(error) => shared
                 .observations
-                .record_list_failure(observation, error.clone(), at),
+                .record_list_failure(observation, error, at),
         };
         if tell {
-            for member in interested {
+            for member in readers {
                 shared.request_reconcile(member.object());
             }
         }
@@ -417,11 +468,55 @@ fn learn_unlisted<'a>(
     }
 }
 
-fn observation_key(group: &GroupKey, instance_id: &str) -> ObservationKey {
+fn observation_key(group: &GroupKey, instance_id: &Arc<str>) -> ObservationKey {
     ObservationKey {
         endpoint: group.endpoint.clone(),
         project_id: group.project_id.clone(),
         credentials_fingerprint: group.credentials_fingerprint.clone(),
-        instance_id: instance_id.into(),
+        instance_id: instance_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, instance_id: &str) -> Arc<Member> {
+        Arc::new(Member {
+            name: name.into(),
+            namespace: "tenant".into(),
+            instance_id: instance_id.into(),
+            poll_interval: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn members_are_found_by_the_instance_they_read_each_instance_once() {
+        let by_instance = ByInstance::new(vec![
+            member("c", "id-3"),
+            member("a", "id-1"),
+            member("b", "id-3"),
+            member("d", "id-2"),
+        ]);
+        fn names(readers: &[Arc<Member>]) -> Vec<&str> {
+            let mut names: Vec<&str> = readers.iter().map(|m| &*m.name).collect();
+            names.sort();
+            names
+        }
+        assert_eq!(names(by_instance.reading("id-3")), ["b", "c"]);
+        assert_eq!(names(by_instance.reading("id-1")), ["a"]);
+        assert!(by_instance.reading("id-0").is_empty());
+        assert!(by_instance.reading("id-4").is_empty());
+        let instances: Vec<(usize, Vec<&str>)> = by_instance
+            .instances()
+            .map(|(at, readers)| (at, names(readers)))
+            .collect();
+        assert_eq!(
+            instances,
+            [(0, vec!["a"]), (1, vec!["d"]), (2, vec!["b", "c"])]
+        );
+        // The position merge_listed marks is the one instances() reports.
+        assert_eq!(by_instance.position("id-3").0, 2);
+        assert_eq!(by_instance.len(), 4);
     }
 }
