@@ -501,16 +501,16 @@ impl Identities {
     }
 
     /// Forgets the users that are gone and the identities nobody uses.
-    pub fn retain(&self, uids: &HashSet<String>) {
+    pub fn retain(&self, uids: &HashSet<&str>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries.values_mut() {
-            entry.users.retain(|uid| uids.contains(uid));
+            entry.users.retain(|uid| uids.contains(uid.as_str()));
         }
         entries.retain(|_, entry| !entry.users.is_empty());
         self.keys_by_uid
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|uid, _| uids.contains(uid));
+            .retain(|uid, _| uids.contains(uid.as_str()));
     }
 
     pub fn len(&self) -> usize {
