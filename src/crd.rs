@@ -119,7 +119,7 @@ pub struct DcsInstanceSpec {
 
     /// The cache password, copied into the connection Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_secret_ref: Option<SecretKeyReference>,
+    pub password_secret_ref: Option<Box<SecretKeyReference>>,
 
     /// The connection Secret to write (default: <metadata.name>-dcs). Immutable once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -537,7 +537,7 @@ pub struct DcsInstanceStatus {
     /// What the operator last wrote to a managed instance (Manage only), so each
     /// change is written once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed: Option<ManagedStatus>,
+    pub managed: Option<Box<ManagedStatus>>,
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -267,7 +267,7 @@ async fn converge_managed(
     if !gathered.problems.is_empty() {
         // Nothing is converged, but a password DCS does not have yet still must
         // not reach the connection Secret.
-        let managed = obj.status.as_ref().and_then(|s| s.managed.as_ref());
+        let managed = obj.status.as_ref().and_then(|s| s.managed.as_deref());
         let digest = gathered
             .password
             .as_ref()

@@ -232,6 +232,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     status.managed = input
         .managed
         .cloned()
+        .map(Box::new)
         .or_else(|| input.current.and_then(|c| c.managed.clone()))
         .filter(|_| status.instance_id.is_some());
     // Whatever DCS sent, status fits the CRD: a write the API server refuses would

@@ -644,10 +644,10 @@ async fn poll_ticks_follow_the_injected_clock() {
 async fn password_goes_into_the_secret_and_is_read_only_when_it_changed() {
     let mut h = harness().await;
     let mut obj = dcs_instance(&h.sim, None);
-    obj.spec.password_secret_ref = Some(dcs_operator::crd::SecretKeyReference {
+    obj.spec.password_secret_ref = Some(Box::new(dcs_operator::crd::SecretKeyReference {
         name: "pw".into(),
         key: "password".into(),
-    });
+    }));
     let password_secret = Secret {
         metadata: ObjectMeta {
             name: Some("pw".into()),

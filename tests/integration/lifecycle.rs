@@ -155,10 +155,10 @@ fn managed(name: &str, uid: &str, deletion: DeletionPolicy, endpoint: &str) -> D
             credentials_secret_ref: Some(LocalSecretReference {
                 name: "creds".into(),
             }),
-            password_secret_ref: Some(SecretKeyReference {
+            password_secret_ref: Some(Box::new(SecretKeyReference {
                 name: "pw".into(),
                 key: "password".into(),
-            }),
+            })),
             ..DcsInstanceSpec::default()
         },
     );

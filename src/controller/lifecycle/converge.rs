@@ -53,7 +53,10 @@ pub async fn converge(
     ) else {
         return Ok(Converged::default());
     };
-    let current = obj.status.as_ref().and_then(|s| s.managed.clone());
+    let current = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.managed.as_deref().cloned());
     let mut managed = initial.or(current).unwrap_or_default();
     // Writes this process made that the status (from a cache that may lag behind
     // our own patches) does not show yet: never sent twice.
