@@ -223,7 +223,7 @@ fn watch_owned_secrets(api: Api<Secret>) -> (Arc<OwnedSecrets>, Applied<Secret>)
     let config = watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let stream = watcher(api, config)
         .default_backoff()
-        .map(feeding(&cache, OwnedSecret::of))
+        .map(feeding(&cache, OwnedSecret::boxed))
         .applied_objects()
         .boxed();
     (cache, without_errors(stream))

@@ -206,6 +206,11 @@ enum InstanceLabel {
 }
 
 impl OwnedSecret {
+    /// [`OwnedSecret::of`], boxed for the cache.
+    pub fn boxed(secret: &Secret) -> Option<Box<Self>> {
+        Self::of(secret).map(Box::new)
+    }
+
     /// None unless a DcsInstance controls the Secret (anyone may label a Secret
     /// managed-by=dcs-operator).
     pub fn of(secret: &Secret) -> Option<Self> {
@@ -278,8 +283,9 @@ impl OwnedSecret {
     }
 }
 
-/// The owned-Secret watch's cache.
-pub type OwnedSecrets = WatchCache<OwnedSecret>;
+/// The owned-Secret watch's cache. Boxed: an entry is 120 bytes, and a hash
+/// table keeps a third or more of its slots empty.
+pub type OwnedSecrets = WatchCache<Box<OwnedSecret>>;
 
 impl OwnedSecrets {
     /// The slim copy of a connection Secret a DcsInstance controls.
@@ -289,7 +295,7 @@ impl OwnedSecrets {
 
     /// Applies an owned-Secret watch event.
     pub fn apply_event(&self, event: &Event<Secret>) {
-        self.apply(event, OwnedSecret::of);
+        self.apply(event, OwnedSecret::boxed);
     }
 }
 
