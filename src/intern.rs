@@ -67,6 +67,11 @@ impl Atom {
     }
 }
 
+/// The shared copy of `text` (see [`Atom::new`]), for keys that hold `Arc<str>`.
+pub fn shared(text: &str) -> Arc<str> {
+    Atom::new(text).0
+}
+
 /// Forgets values no object uses any more (the pruning pass calls this).
 pub fn prune() {
     let mut table = table();

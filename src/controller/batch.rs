@@ -116,9 +116,9 @@ impl BatchPoller {
     /// and asking for a list right away when the member is new.
     pub fn register(&self, shared: &Arc<Shared>, registration: Registration<'_>) {
         let key = GroupKey {
-            endpoint: registration.endpoint.as_str().into(),
-            project_id: registration.project_id.into(),
-            credentials_fingerprint: registration.credentials_fingerprint.into(),
+            endpoint: crate::intern::shared(registration.endpoint.as_str()),
+            project_id: crate::intern::shared(registration.project_id),
+            credentials_fingerprint: crate::intern::shared(registration.credentials_fingerprint),
         };
         let member = Member {
             name: registration.object.name.as_str().into(),

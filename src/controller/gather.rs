@@ -458,13 +458,15 @@ async fn observe(ctx: &Context, obj: &DcsInstance, target: Target<'_>) -> Observ
         fingerprint,
         gate,
     } = target;
+    // Endpoint, project and fingerprint repeat across thousands of objects: the
+    // shared copies, so each binding does not keep its own.
     let key = ObservationKey {
-        endpoint: resolved.endpoint.as_str().into(),
-        project_id: project_id.into(),
+        endpoint: crate::intern::shared(resolved.endpoint.as_str()),
+        project_id: crate::intern::shared(project_id),
         // A SHA-256 over the credentials (or the workload identity): computed once
         // per reconcile, used as the store key, the batch group and the gate's
         // proof of which secret worked.
-        credentials_fingerprint: fingerprint.into(),
+        credentials_fingerprint: crate::intern::shared(fingerprint),
         instance_id: instance_id.into(),
     };
     shared.observations.bind(uid, &key);

@@ -47,10 +47,10 @@ struct Entry {
 impl Entry {
     /// The observation this entry stands for (None only if it holds neither an
     /// answer nor a failure, which the store never builds).
-    fn observation(&self) -> Option<Observation> {
+    fn observation(&self, key: &ObservationKey) -> Option<Observation> {
         let result = match (&self.failure, &self.last_good) {
             (Some(error), _) => Err(error.as_ref().clone()),
-            (None, Some(kept)) => Ok(Arc::new(kept.restore())),
+            (None, Some(kept)) => Ok(Arc::new(kept.restore(&key.instance_id))),
             (None, None) => return None,
         };
         Some(Observation {
@@ -70,7 +70,7 @@ impl Entry {
 /// answer costs a third of a whole `Instance`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Kept {
-    instance_id: Option<Box<str>>,
+    instance_id: AnsweredId,
     name: Option<Box<str>>,
     engine: Option<Atom>,
     engine_version: Option<Atom>,
@@ -94,8 +94,17 @@ struct Kept {
     subnet_id: Option<Atom>,
 }
 
+/// The id an answer carried: almost always the key's (asked by id, or listed and
+/// matched by id), so kept only when it differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AnsweredId {
+    Key,
+    Absent,
+    Other(Box<str>),
+}
+
 impl Kept {
-    fn of(instance: Instance) -> Self {
+    fn of(instance: Instance, key_id: &str) -> Self {
         let boxed = |text: Option<String>| text.map(String::into_boxed_str);
         let shared = |text: Option<String>| text.map(Atom::from);
         let Instance {
@@ -124,7 +133,11 @@ impl Kept {
             ..
         } = instance.slim();
         Self {
-            instance_id: boxed(instance_id),
+            instance_id: match instance_id {
+                Some(id) if id == key_id => AnsweredId::Key,
+                Some(id) => AnsweredId::Other(id.into_boxed_str()),
+                None => AnsweredId::Absent,
+            },
             name: boxed(name),
             engine,
             engine_version,
@@ -149,12 +162,16 @@ impl Kept {
         }
     }
 
-    /// The answer as [`Instance::slim`] made it.
-    fn restore(&self) -> Instance {
+    /// The answer as [`Instance::slim`] made it (`key_id`: its key's instance id).
+    fn restore(&self, key_id: &str) -> Instance {
         let text = |value: &Option<Box<str>>| value.as_deref().map(str::to_string);
         let shared_text = |value: &Option<Atom>| value.as_deref().map(str::to_string);
         Instance {
-            instance_id: text(&self.instance_id),
+            instance_id: match &self.instance_id {
+                AnsweredId::Key => Some(key_id.to_string()),
+                AnsweredId::Absent => None,
+                AnsweredId::Other(id) => Some(id.to_string()),
+            },
             name: text(&self.name),
             engine: self.engine.clone(),
             engine_version: self.engine_version.clone(),
@@ -220,7 +237,9 @@ impl ObservationStore {
     }
 
     pub fn get(&self, key: &ObservationKey) -> Option<Observation> {
-        self.lock().get(key).and_then(Entry::observation)
+        self.lock()
+            .get(key)
+            .and_then(|entry| entry.observation(key))
     }
 
     fn wanted(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ObservationKey>> {
@@ -264,10 +283,10 @@ impl ObservationStore {
         };
         let (entry, observation) = match result {
             Ok(instance) => {
-                let kept = Kept::of(instance);
+                let kept = Kept::of(instance, &key.instance_id);
                 let observation = Observation {
                     at,
-                    result: Ok(Arc::new(kept.restore())),
+                    result: Ok(Arc::new(kept.restore(&key.instance_id))),
                     consecutive_failures: 0,
                 };
                 let entry = Entry {
@@ -312,10 +331,13 @@ impl ObservationStore {
         let mut entries = self.lock();
         let previous = entries.get(&key);
         let item = item.slim();
-        let merged = Kept::of(match previous.and_then(|e| e.last_good.as_deref()) {
-            Some(last) => item.merged_over(&last.restore()),
-            None => item,
-        });
+        let merged = Kept::of(
+            match previous.and_then(|e| e.last_good.as_deref()) {
+                Some(last) => item.merged_over(&last.restore(&key.instance_id)),
+                None => item,
+            },
+            &key.instance_id,
+        );
         let changed = !previous.is_some_and(|e| {
             e.succeeded()
                 && e.last_good
@@ -372,13 +394,22 @@ impl ObservationStore {
             .keys_by_uid
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if keys.get(uid) != Some(key) {
-            // The stored entry's key, when there is one: its parts are shared.
-            let stored = self
-                .lock()
-                .get_key_value(key)
-                .map(|(stored, _)| stored.clone());
-            keys.insert(uid.to_string(), stored.unwrap_or_else(|| key.clone()));
+        // The stored entry's key, when there is one: its parts are shared. A binding
+        // made before the entry existed holds copies until then.
+        let stored = self
+            .lock()
+            .get_key_value(key)
+            .map(|(stored, _)| stored.clone());
+        match (keys.get_mut(uid), stored) {
+            (Some(bound), Some(stored)) if *bound == stored => {
+                if !Arc::ptr_eq(&bound.instance_id, &stored.instance_id) {
+                    *bound = stored;
+                }
+            }
+            (Some(bound), None) if bound == key => {}
+            (_, stored) => {
+                keys.insert(uid.to_string(), stored.unwrap_or_else(|| key.clone()));
+            }
         }
     }
 
@@ -609,9 +640,24 @@ mod tests {
             "vpc_name": "dropped", "user_name": "dropped", "order_id": "dropped",
         }))
         .unwrap();
-        let kept = Kept::of(full.clone());
-        assert_eq!(kept.restore(), full.clone().slim());
-        assert!(kept.restore().vpc_name.is_none());
+        let id = full.instance_id.clone().unwrap_or_default();
+        let kept = Kept::of(full.clone(), &id);
+        assert_eq!(kept.instance_id, AnsweredId::Key, "not kept twice");
+        assert_eq!(kept.restore(&id), full.clone().slim());
+        assert!(kept.restore(&id).vpc_name.is_none());
+        // An answer about another id, or none, is told as it was.
+        assert_eq!(
+            Kept::of(full.clone(), "other").restore("other"),
+            full.clone().slim()
+        );
+        let anonymous = Instance {
+            instance_id: None,
+            ..full.clone()
+        };
+        assert_eq!(
+            Kept::of(anonymous.clone(), &id).restore(&id),
+            anonymous.slim()
+        );
         assert!(std::mem::size_of::<Kept>() * 2 < std::mem::size_of::<Instance>());
     }
 }
