@@ -191,7 +191,7 @@ pub async fn reconcile(obj: Arc<DcsInstance>, ctx: Arc<Context>) -> Result<Actio
     );
     let started = std::time::Instant::now();
     let uid = obj.uid().unwrap_or_default();
-    let object = ObjectRef::from_obj(obj.as_ref());
+    let object = runner::named(obj.as_ref());
     if let Some(wake) = &ctx.wake {
         wake.started(&object);
     }
@@ -341,7 +341,7 @@ pub fn error_policy(obj: Arc<DcsInstance>, error: &Error, ctx: Arc<Context>) -> 
         retry_in_seconds = after.as_secs(),
         "reconcile failed: {error}"
     );
-    wake_after(&ctx, &ObjectRef::from_obj(obj.as_ref()), Some(after))
+    wake_after(&ctx, &runner::named(obj.as_ref()), Some(after))
 }
 
 /// The wait after `failures` failed reconciles in a row (1 = the first).

@@ -437,7 +437,7 @@ fn referencing(
 }
 
 /// An object's reference by namespace and name (no uid or resourceVersion).
-fn named<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
+pub(super) fn named<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
     let reference = ObjectRef::new(&obj.name_any());
     match obj.meta().namespace.as_deref() {
         Some(namespace) => reference.within(namespace),
