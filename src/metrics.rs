@@ -480,7 +480,10 @@ impl InstanceSeries {
         let mut text = String::new();
         prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
         if !first {
-            text.retain_lines(|line| !line.starts_with('#'));
+            text = text
+                .split_inclusive('\n')
+                .filter(|line| !line.starts_with('#'))
+                .collect();
         }
         Ok(text)
     }
@@ -518,20 +521,6 @@ impl InstanceSeries {
             InstanceFamily::Capacity => quantity_bytes(status()?.capacity.as_deref()?),
             InstanceFamily::Ready => None,
         }
-    }
-}
-
-/// Keeps the lines of a text that `keep` accepts.
-trait RetainLines {
-    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool);
-}
-
-impl RetainLines for String {
-    fn retain_lines(&mut self, keep: impl Fn(&str) -> bool) {
-        *self = self
-            .split_inclusive('\n')
-            .filter(|line| keep(line))
-            .collect();
     }
 }
 
